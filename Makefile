@@ -1,0 +1,32 @@
+# The two set-up commands: `make test` and `make demo`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: install test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check denial_model tests benchmarks
+	$(BIN)/ruff format --check denial_model tests benchmarks
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m denial_model.demo
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_rules.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache

@@ -1,0 +1,361 @@
+"""The claim-line table (shared/spec/claim-lines.md): read, validate, normalize.
+
+Every column is checked at once over the whole table (no loop over rows). A row with a bad
+value goes to the rejects table (`row`, `claim_id`, `line_number`, `column`, `reason`) and
+the rest go on, so rows in = rows checked + rows rejected. Extra columns pass through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PAYER_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
+NDC_UNITS: tuple[str, ...] = ("ME", "ML", "UN", "GR", "F2")
+DOCUMENTATION_TOKENS: tuple[str, ...] = (
+    "medical_necessity",
+    "prior_therapy_failure",
+    "dose_and_route",
+    "administration_notes",
+    "monitoring",
+    "adverse_events",
+    "rems_enrollment",
+    "patient_consent",
+    "invoice",
+    "wastage",
+    "progress_notes",
+    "fda_approval",
+    "counseling_compliance",
+    "lab_results",
+    "infection_screening",
+)
+DOC_BIT = {tok: 1 << i for i, tok in enumerate(DOCUMENTATION_TOKENS)}
+
+REQUIRED: tuple[str, ...] = (
+    "claim_id",
+    "line_number",
+    "patient_id",
+    "provider_npi",
+    "payer_id",
+    "payer_type",
+    "service_date",
+    "submission_date",
+    "place_of_service",
+    "hcpcs_code",
+    "units",
+    "billed_amount",
+    "diagnosis_codes",
+)
+OPTIONAL: tuple[str, ...] = (
+    "modifiers",
+    "dose_mg",
+    "ndc",
+    "ndc_quantity",
+    "ndc_unit",
+    "drug_description",
+    "prior_auth_number",
+    "documentation",
+)
+INPUT_COLUMNS: tuple[str, ...] = REQUIRED + OPTIONAL
+LABEL_COLUMNS: tuple[str, ...] = ("denied", "carc_codes", "paid_amount", "adjudication_date", "p_true")
+REJECT_COLUMNS: tuple[str, ...] = ("row", "claim_id", "line_number", "column", "reason")
+
+_STRING_COLS = (
+    "claim_id", "patient_id", "provider_npi", "payer_id", "payer_type", "place_of_service",
+    "hcpcs_code", "modifiers", "ndc", "ndc_unit", "drug_description", "diagnosis_codes",
+    "prior_auth_number", "documentation",
+)
+_ICD_RE = r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?"
+_MOD_PATTERN = r"[A-Z0-9]{2}(?:;[A-Z0-9]{2}){0,3}"
+_DX_PATTERN = rf"{_ICD_RE}(?:;{_ICD_RE})*"
+_DOC_PATTERN = "(?:{0})(?:;(?:{0}))*".format("|".join(DOCUMENTATION_TOKENS))
+_HCPCS_PATTERN = r"[A-Z]\d{4}|\d{4}[0-9A-Z]"
+
+
+class ClaimTableError(ValueError):
+    """The table as a whole cannot be read (missing required column, unreadable file)."""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a claim-line table from CSV or Parquet; CSV cells stay text for validation."""
+    path = Path(path)
+    if not path.exists():
+        raise ClaimTableError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    raise ClaimTableError(f"{path}: unknown format (use .csv or .parquet)")
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    """Write CSV or Parquet by extension, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(tmp, index=False)
+    else:
+        df.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+    tmp.replace(path)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Column as stripped text with '' for missing, whatever its stored type."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.strftime("%Y-%m-%d").fillna("")
+    if pd.api.types.is_float_dtype(s):
+        as_int = s.dropna()
+        if (as_int == np.floor(as_int)).all():
+            out = s.astype("Int64").astype(str)
+        else:
+            out = s.astype(str)
+        return out.where(s.notna(), "").astype(object)
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return s.astype(str).astype(object)
+    return s.astype(object).where(s.notna(), "").astype(str).str.strip().astype(object)
+
+
+def _number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(values as float, True where a non-empty cell is not a number)."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        vals = s.astype(float)
+        return vals, pd.Series(False, index=s.index)
+    text = _as_text(s)
+    vals = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
+    return vals, (text != "") & vals.isna()
+
+
+def _date(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        vals = s.astype("datetime64[ns]")
+        return vals, pd.Series(False, index=s.index)
+    text = _as_text(s)
+    vals = pd.to_datetime(text.where(text != "", None), format="%Y-%m-%d", errors="coerce")
+    return vals.astype("datetime64[ns]"), (text != "") & vals.isna()
+
+
+@dataclass
+class Validated:
+    """Result of validation: normalized good rows, and one rejects row per bad input row."""
+
+    lines: pd.DataFrame
+    rejects: pd.DataFrame
+    rows_in: int
+    rows: np.ndarray  # input position of each row of `lines`
+
+    @property
+    def accounted(self) -> bool:
+        return len(self.lines) + len(self.rejects) == self.rows_in
+
+
+def check_required_columns(columns: list[str] | pd.Index) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ClaimTableError(
+            "missing required column" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing)
+        )
+
+
+def validate(df: pd.DataFrame, row_offset: int = 0) -> Validated:
+    """Validate and normalize a raw claim-line table.
+
+    Normalized types: dates are datetime64, numbers float64 (line_number int64), codes upper
+    case, `diagnosis_codes` dotted ICD-10-CM, NDCs 11 digits; missing optional text is ''.
+    `row_offset` numbers rows when the table is one chunk of a larger file.
+    """
+    check_required_columns(df.columns)
+    n = len(df)
+    out = df.reset_index(drop=True).copy()
+    for col in OPTIONAL:
+        if col not in out.columns:
+            out[col] = ""
+    problems: list[tuple[str, pd.Series, pd.Series]] = []  # (column, bad mask, reason text)
+
+    def flag(col: str, bad: pd.Series, reason: str | pd.Series) -> None:
+        bad = bad.fillna(False).astype(bool)
+        if bad.any():
+            problems.append((col, bad, reason if isinstance(reason, pd.Series) else pd.Series(reason, index=bad.index)))
+
+    text: dict[str, pd.Series] = {c: _as_text(out[c]) for c in _STRING_COLS}
+
+    for col in ("claim_id", "patient_id", "payer_id"):
+        flag(col, text[col] == "", "is empty")
+    npi = text["provider_npi"]
+    flag("provider_npi", ~npi.str.fullmatch(r"\d{10}"), "must be 10 digits, got " + npi.map(repr))
+
+    ptype = text["payer_type"].str.lower()
+    flag("payer_type", ~ptype.isin(PAYER_TYPES), "unknown payer_type " + ptype.map(repr) + f" (one of {', '.join(PAYER_TYPES)})")
+
+    pos = text["place_of_service"].where(text["place_of_service"].str.len() != 1, "0" + text["place_of_service"])
+    flag("place_of_service", ~pos.str.fullmatch(r"\d{2}"), "must be a 2-digit code, got " + pos.map(repr))
+
+    code = text["hcpcs_code"].str.upper()
+    flag("hcpcs_code", ~code.str.fullmatch(_HCPCS_PATTERN), "not a 5-character HCPCS/CPT code: " + code.map(repr))
+
+    mods = text["modifiers"].str.upper().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
+    flag("modifiers", (mods != "") & ~mods.str.fullmatch(_MOD_PATTERN), "up to four 2-character modifiers separated by ';', got " + mods.map(repr))
+
+    line_no, bad_ln = _number(out["line_number"])
+    flag("line_number", bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no)), "must be an integer >= 1")
+
+    units, bad = _number(out["units"])
+    flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got " + _as_text(out["units"]).map(repr))
+    billed, bad = _number(out["billed_amount"])
+    flag("billed_amount", bad | billed.isna() | (billed < 0), "must be a number >= 0, got " + _as_text(out["billed_amount"]).map(repr))
+    dose, bad = _number(out["dose_mg"])
+    flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got " + _as_text(out["dose_mg"]).map(repr))
+    ndc_qty, bad = _number(out["ndc_quantity"])
+    flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got " + _as_text(out["ndc_quantity"]).map(repr))
+
+    svc, bad = _date(out["service_date"])
+    flag("service_date", bad | svc.isna(), "not an ISO date (YYYY-MM-DD): " + _as_text(out["service_date"]).map(repr))
+    sub, bad = _date(out["submission_date"])
+    flag("submission_date", bad | sub.isna(), "not an ISO date (YYYY-MM-DD): " + _as_text(out["submission_date"]).map(repr))
+    flag("submission_date", sub < svc, "is before service_date")
+
+    ndc_raw = text["ndc"]
+    dashed = ndc_raw.str.fullmatch(r"\d{5}-\d{4}-\d{2}")
+    ndc = ndc_raw.where(~dashed, ndc_raw.str.replace("-", "", regex=False))
+    flag("ndc", (ndc != "") & ~ndc.str.fullmatch(r"\d{11}"), "must be 11 digits (5-4-2, no dashes), got " + ndc_raw.map(repr))
+    ndc_unit = text["ndc_unit"].str.upper()
+    flag("ndc_unit", (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS), "unknown NDC unit " + ndc_unit.map(repr) + f" (one of {', '.join(NDC_UNITS)})")
+
+    dx = text["diagnosis_codes"].str.upper().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
+    flag("diagnosis_codes", dx == "", "is empty: at least one ICD-10-CM code is required")
+    flag("diagnosis_codes", (dx != "") & ~dx.str.fullmatch(_DX_PATTERN), "not ICD-10-CM codes separated by ';': " + dx.map(repr))
+    dx = dx.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True)
+
+    docs = text["documentation"].str.lower().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
+    bad_doc = (docs != "") & ~docs.str.fullmatch(_DOC_PATTERN)
+    if bad_doc.any():
+        unknown = docs[bad_doc].str.split(";").map(
+            lambda toks: ", ".join(repr(t) for t in toks if t not in DOC_BIT)
+        )
+        flag("documentation", bad_doc, ("unknown documentation token " + unknown).reindex(docs.index, fill_value=""))
+
+    bad_any = pd.Series(False, index=out.index)
+    for _, bad, _ in problems:
+        bad_any |= bad
+    rejects = _rejects(problems, bad_any, text, out, row_offset)
+
+    out["claim_id"] = text["claim_id"]
+    out["patient_id"] = text["patient_id"]
+    out["provider_npi"] = npi
+    out["payer_id"] = text["payer_id"]
+    out["payer_type"] = ptype
+    out["place_of_service"] = pos
+    out["hcpcs_code"] = code
+    out["modifiers"] = mods
+    out["line_number"] = line_no.fillna(0).astype("int64")
+    out["units"] = units
+    out["billed_amount"] = billed
+    out["dose_mg"] = dose
+    out["ndc_quantity"] = ndc_qty
+    out["service_date"] = svc
+    out["submission_date"] = sub
+    out["ndc"] = ndc
+    out["ndc_unit"] = ndc_unit
+    out["drug_description"] = text["drug_description"]
+    out["diagnosis_codes"] = dx
+    out["prior_auth_number"] = text["prior_auth_number"]
+    out["documentation"] = docs
+    keep = ~bad_any.to_numpy()
+    good = out.loc[keep].reset_index(drop=True)
+    rows = np.flatnonzero(keep).astype(np.int64) + row_offset
+    return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
+
+
+def _rejects(problems, bad_any: pd.Series, text: dict[str, pd.Series], raw: pd.DataFrame, row_offset: int) -> pd.DataFrame:
+    if not bad_any.any():
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS})
+    idx = bad_any[bad_any].index
+    columns = pd.Series("", index=idx, dtype=object)
+    reasons = pd.Series("", index=idx, dtype=object)
+    for col, bad, reason in problems:
+        hit = bad[bad].index
+        sep_c = np.where(columns[hit] == "", "", ",")
+        sep_r = np.where(reasons[hit] == "", "", "; ")
+        columns[hit] = columns[hit] + sep_c + col
+        reasons[hit] = reasons[hit] + sep_r + col + " " + reason[hit].astype(str)
+    return pd.DataFrame(
+        {
+            "row": (idx.to_numpy() + row_offset).astype("int64"),
+            "claim_id": text["claim_id"][idx].to_numpy(),
+            "line_number": _as_text(raw["line_number"])[idx].to_numpy(),
+            "column": columns.to_numpy(),
+            "reason": reasons.to_numpy(),
+        }
+    )
+
+
+class ClaimFrame:
+    """A validated table with the columnar forms the rules read, each computed once.
+
+    Lists in a cell (`modifiers`, `diagnosis_codes`, `documentation`) are parsed per unique
+    value, not per row: `pd.factorize` maps the many rows onto the few distinct strings.
+    """
+
+    def __init__(self, lines: pd.DataFrame):
+        self.df = lines
+        self.n = len(lines)
+
+    @cached_property
+    def modifier_matrix(self) -> np.ndarray:
+        """(n, 4) array of modifier strings, '' where absent."""
+        codes, uniques = pd.factorize(self.df["modifiers"].to_numpy(dtype=object))
+        parsed = np.full((len(uniques) + 1, 4), "", dtype=object)
+        for i, u in enumerate(uniques):
+            toks = [t for t in str(u).split(";") if t][:4]
+            parsed[i, : len(toks)] = toks
+        return parsed[codes]
+
+    def has_modifier(self, modifiers: list[str] | tuple[str, ...]) -> np.ndarray:
+        """True where the line carries any of `modifiers`."""
+        m = self.modifier_matrix
+        return np.isin(m, list(modifiers)).any(axis=1) if self.n else np.zeros(0, bool)
+
+    @cached_property
+    def diagnosis_long(self) -> tuple[np.ndarray, np.ndarray]:
+        """(row index, code) pairs of every diagnosis on every line: the table in long form."""
+        codes, uniques = pd.factorize(self.df["diagnosis_codes"].to_numpy(dtype=object))
+        split = [str(u).split(";") for u in uniques]
+        lens = np.array([len(s) for s in split], dtype=np.int64)
+        flat = np.array([c for s in split for c in s], dtype=object)
+        starts = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
+        row_lens = lens[codes] if self.n else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(self.n), row_lens)
+        offs = np.arange(row_lens.sum()) - np.repeat(np.cumsum(row_lens) - row_lens, row_lens)
+        pos = np.repeat(starts[codes], row_lens) + offs if self.n else np.zeros(0, np.int64)
+        return rows, flat[pos] if len(pos) else np.zeros(0, dtype=object)
+
+    def diagnosis_matches(self, prefixes: list[str]) -> np.ndarray:
+        """True where any diagnosis of the line starts with any of `prefixes`."""
+        rows, codes = self.diagnosis_long
+        out = np.zeros(self.n, dtype=bool)
+        if len(codes):
+            uniq, inv = np.unique(codes.astype(str), return_inverse=True)
+            hit_u = np.array([u.startswith(tuple(prefixes)) for u in uniq], dtype=bool)
+            out[rows[hit_u[inv]]] = True
+        return out
+
+    @cached_property
+    def documentation_mask(self) -> np.ndarray:
+        """Bit mask of documentation tokens present (bit i = DOCUMENTATION_TOKENS[i])."""
+        codes, uniques = pd.factorize(self.df["documentation"].to_numpy(dtype=object))
+        masks = np.zeros(len(uniques) + 1, dtype=np.int64)
+        for i, u in enumerate(uniques):
+            masks[i] = sum(DOC_BIT[t] for t in str(u).split(";") if t in DOC_BIT)
+        return masks[codes]
+
+    @cached_property
+    def is_jw(self) -> np.ndarray:
+        return self.has_modifier(["JW"])
+
+    def codes_array(self) -> np.ndarray:
+        return self.df["hcpcs_code"].to_numpy(dtype=object)
