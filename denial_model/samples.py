@@ -42,6 +42,8 @@ DRUG_LINES: dict[str, dict] = {
     ),
 }
 ADMIN_AMOUNT = 40.0
+# Well-formed but non-existent ICD-10-CM codes in the same family as a clean line's diagnosis.
+_INVALID_DX = {"F11": "F11.2Z", "F33": "F33.Z", "M05": "M05.7Z", "S52": "S52.5ZZ"}
 # Codes a rule may scope to, and the drug whose clean line fits that code.
 CODE_DRUG = {"J3490": "ketamine", "C9399": "ketamine", "J9999": "ketamine", "J3590": "anakinra",
              "S0013": "esketamine", "J2315": "naltrexone"}
@@ -148,7 +150,8 @@ def break_claim(claim: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     elif k == "modifier_conflict":
         c.loc[0, "modifiers"] = ";".join(p["all_of"])
     elif k == "units_vs_dose":
-        c.loc[0, "units"] = float(c.loc[0, "units"]) + 5
+        units = float(c.loc[0, "units"])
+        c.loc[0, "units"] = units - 1 if units > 1 else units + 1
     elif k == "max_per_day":
         fld = p.get("field", "units")
         c.loc[0, fld] = float(p["max"]) + 10
@@ -159,7 +162,7 @@ def break_claim(claim: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     elif k == "diagnosis_flagged":
         c["diagnosis_codes"] = _billable_example(p["any_of"][0])
     elif k == "diagnosis_valid":
-        c.loc[0, "diagnosis_codes"] = "F33.99"
+        c.loc[0, "diagnosis_codes"] = _INVALID_DX.get(c.loc[0, "diagnosis_codes"][:3], "I10.Z")
     elif k == "documentation_required":
         keep = [t for t in str(c.loc[0, "documentation"]).split(";") if t not in p["all_of"]]
         c.loc[0, "documentation"] = ";".join(keep)
@@ -184,7 +187,8 @@ def break_claim(claim: pd.DataFrame, rule: Rule) -> pd.DataFrame:
         first["submission_date"] = (date.fromisoformat(c.loc[0, "submission_date"]) - timedelta(days=1)).isoformat()
         c = pd.concat([c, first], ignore_index=True)
     elif k == "code_valid_on_date":
-        c.loc[0, "hcpcs_code"] = "J9998"
+        c.loc[0, "hcpcs_code"] = "J9998"  # not in the code set
+        c.loc[0, "ndc"] = ""
     elif k == "ndc_matches_code":
         c.loc[0, "ndc"] = "00143950125"  # a J1630 (haloperidol) product
     elif k == "specific_code_exists":

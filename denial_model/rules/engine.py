@@ -228,9 +228,14 @@ def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     if not active.any():
         return np.zeros(ctx.n, dtype=bool)
     idx = np.flatnonzero(active)
+    # exact duplicates (same patient, code, day, units) are the duplicate rule's finding
+    units = ctx.df["units"].to_numpy(dtype=float)
+    first = ~pd.DataFrame(
+        {"p": ctx.patient_codes[idx], "c": ctx.code[idx], "d": ctx.service_day[idx], "u": units[idx]}
+    ).duplicated().to_numpy()
     what = np.where(ctx.drug[idx] != "", ctx.drug[idx], ctx.code[idx])  # drug, else code
     g = _group_ids(ctx.patient_codes[idx], what, ctx.service_day[idx])
-    totals = np.bincount(g, weights=val[idx])
+    totals = np.bincount(g, weights=val[idx] * first)
     out = np.zeros(ctx.n, dtype=bool)
     out[idx] = totals[g] > float(p["max"]) + 1e-9
     return out

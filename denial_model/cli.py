@@ -1,0 +1,148 @@
+"""`denial-model` command line: a thin layer over the Python API.
+
+Command names and options are a contract other tools call. Bad input is a one-line error
+(exit 2) naming the file, row, column or rule at fault, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from denial_model.rules.pack import CATEGORIES, PackError, load_pack
+from denial_model.table import ClaimTableError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
+rules_app = typer.Typer(no_args_is_help=True, help="Inspect and review the rule pack.")
+app.add_typer(rules_app, name="rules")
+console = Console()
+err_console = Console(stderr=True)
+
+PackOpt = Annotated[Path | None, typer.Option("--pack", help="Rule pack folder (default: shipped pack).")]
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn input errors into a clear message and exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ClaimTableError, PackError, FileNotFoundError, ValueError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def default_rejects_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".rejects.csv")
+
+
+def print_check_summary(summary: dict, title: str = "Claim check") -> None:
+    t = Table(title=title, show_header=True)
+    t.add_column("measure")
+    t.add_column("lines", justify="right")
+    for key in ("rows_in", "lines_checked", "lines_rejected", "lines_with_findings", "lines_with_deny_findings"):
+        t.add_row(key.replace("_", " "), f"{summary[key]:,}")
+    console.print(t)
+    c = Table(title="Lines with findings, by category", show_header=True)
+    c.add_column("category")
+    c.add_column("lines", justify="right")
+    for cat in CATEGORIES:
+        n = summary["by_category"][cat]
+        if n:
+            c.add_row(cat, f"{n:,}")
+    console.print(c)
+
+
+@app.command()
+@friendly
+def check(
+    input: Annotated[Path, typer.Argument(help="Claim-line table (.csv or .parquet).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write rows + rule_hits.")],
+    rejects: Annotated[Path | None, typer.Option(help="Where to write rows that failed validation.")] = None,
+    pack: PackOpt = None,
+) -> None:
+    """Scrub a claim file with the rule pack: writes the rows plus `rule_hits`."""
+    from denial_model.scrub import check_file
+
+    with console.status("checking claims"):
+        res = check_file(input, output, None, load_pack(pack))
+    rejects_path = rejects or (default_rejects_path(output) if len(res.rejects) else None)
+    if rejects_path is not None:
+        from denial_model.table import write_table
+
+        write_table(res.rejects, rejects_path)
+    print_check_summary(res.summary())
+    console.print(f"wrote {output}" + (f" and rejects to {rejects_path}" if rejects_path else ""))
+
+
+@rules_app.command("list")
+@friendly
+def rules_list(
+    format: Annotated[str, typer.Option("--format", help="json or table")] = "table",
+    pack: PackOpt = None,
+) -> None:
+    """Every rule: id, category, CARC, severity, what it applies to, source."""
+    p = load_pack(pack)
+    rows = []
+    for r in p.rules:
+        d = r.to_dict()
+        d["applies_to_text"] = _applies_text(d["applies_to"])
+        rows.append(d)
+    if format == "json":
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    if format != "table":
+        raise ValueError(f"--format must be json or table, not {format!r}")
+    t = Table(title=f"Rule pack: {len(rows)} rules", show_lines=False)
+    for col in ("id", "category", "carc", "severity", "applies to", "source"):
+        t.add_column(col, overflow="fold")
+    for d in rows:
+        carc = d["carc"] + (f" {d['remark']}" if d["remark"] else "")
+        t.add_row(d["id"], d["category"], carc, d["severity"], d["applies_to_text"], d["source"])
+    console.print(t)
+
+
+def _applies_text(a: dict) -> str:
+    return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in a.items()) or "all lines"
+
+
+@rules_app.command("verify")
+@friendly
+def rules_verify(pack: PackOpt = None) -> None:
+    """Every disagreement between the pack and the HCPCS file in force, one per line."""
+    from denial_model.rules.verify import verify
+
+    found = sorted(verify(load_pack(pack)), key=lambda d: (d.source, d.kind, d.code))
+    for d in found:
+        print(d.line())
+    err_console.print(f"{len(found)} disagreement(s) between the pack and the code set")
+
+
+@app.command()
+@friendly
+def sample(output: Annotated[Path, typer.Option("--output", "-o")] = Path("sample_claims.csv")) -> None:
+    """Write the sample file: a clean claim per drug and a broken claim per category."""
+    from denial_model.samples import sample_table
+    from denial_model.table import write_table
+
+    df = sample_table()
+    write_table(df, output)
+    console.print(f"wrote {len(df)} lines to {output}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
