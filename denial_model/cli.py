@@ -50,7 +50,13 @@ def print_check_summary(summary: dict, title: str = "Claim check") -> None:
     t = Table(title=title, show_header=True)
     t.add_column("measure")
     t.add_column("lines", justify="right")
-    for key in ("rows_in", "lines_checked", "lines_rejected", "lines_with_findings", "lines_with_deny_findings"):
+    for key in (
+        "rows_in",
+        "lines_checked",
+        "lines_rejected",
+        "lines_with_findings",
+        "lines_with_deny_findings",
+    ):
         t.add_row(key.replace("_", " "), f"{summary[key]:,}")
     console.print(t)
     c = Table(title="Lines with findings, by category", show_header=True)
@@ -113,7 +119,10 @@ def rules_list(
 
 
 def _applies_text(a: dict) -> str:
-    return "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in a.items()) or "all lines"
+    return (
+        "; ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in a.items())
+        or "all lines"
+    )
 
 
 @rules_app.command("verify")
@@ -130,7 +139,9 @@ def rules_verify(pack: PackOpt = None) -> None:
 
 @app.command()
 @friendly
-def sample(output: Annotated[Path, typer.Option("--output", "-o")] = Path("sample_claims.csv")) -> None:
+def sample(
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("sample_claims.csv"),
+) -> None:
     """Write the sample file: a clean claim per drug and a broken claim per category."""
     from denial_model.samples import sample_table
     from denial_model.table import write_table

@@ -128,10 +128,8 @@ def icd10_billable(codes: np.ndarray | list[str]) -> np.ndarray:
 
     Call it on unique codes: the package answers one code at a time.
     """
-    cm = _icd_module()
-    return np.fromiter(
-        (_billable_one(str(c)) for c in codes), dtype=bool, count=len(codes)
-    )
+    _icd_module()
+    return np.fromiter((_billable_one(str(c)) for c in codes), dtype=bool, count=len(codes))
 
 
 @cache

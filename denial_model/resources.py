@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_CHECKOUT = {"rules": _PACKAGE_DIR.parent / "rules", "reference": _PACKAGE_DIR.parent / "data" / "reference"}
+_CHECKOUT = {
+    "rules": _PACKAGE_DIR.parent / "rules",
+    "reference": _PACKAGE_DIR.parent / "data" / "reference",
+}
 
 
 def bundled_path(name: str) -> Path:

@@ -21,32 +21,66 @@ ALL_DOCS = ";".join(t for t in DOCUMENTATION_TOKENS)
 # One clean drug line per drug (policy) or bare code; the dose fits the code's billing unit.
 DRUG_LINES: dict[str, dict] = {
     "esketamine": dict(
-        hcpcs_code="S0013", units=84.0, dose_mg=84.0, ndc="50458002803", ndc_quantity=1.0,
-        ndc_unit="UN", drug_description="esketamine (Spravato) nasal spray 84 mg",
-        diagnosis_codes="F33.2", billed_amount=1050.0, admin="G2083",
+        hcpcs_code="S0013",
+        units=84.0,
+        dose_mg=84.0,
+        ndc="50458002803",
+        ndc_quantity=1.0,
+        ndc_unit="UN",
+        drug_description="esketamine (Spravato) nasal spray 84 mg",
+        diagnosis_codes="F33.2",
+        billed_amount=1050.0,
+        admin="G2083",
     ),
     "ketamine": dict(
-        hcpcs_code="J3490", units=1.0, dose_mg=50.0, ndc="67457010810", ndc_quantity=0.5,
-        ndc_unit="ML", drug_description="ketamine HCl 100 mg/mL IV 50 mg", diagnosis_codes="S52.501A",
-        billed_amount=45.0, admin="96374",
+        hcpcs_code="J3490",
+        units=1.0,
+        dose_mg=50.0,
+        ndc="67457010810",
+        ndc_quantity=0.5,
+        ndc_unit="ML",
+        drug_description="ketamine HCl 100 mg/mL IV 50 mg",
+        diagnosis_codes="S52.501A",
+        billed_amount=45.0,
+        admin="96374",
     ),
     "naltrexone": dict(
-        hcpcs_code="J2315", units=380.0, dose_mg=380.0, ndc="65757030001", ndc_quantity=1.0,
-        ndc_unit="UN", drug_description="naltrexone ER (Vivitrol) 380 mg IM", diagnosis_codes="F11.20",
-        billed_amount=1900.0, admin="96372",
+        hcpcs_code="J2315",
+        units=380.0,
+        dose_mg=380.0,
+        ndc="65757030001",
+        ndc_quantity=1.0,
+        ndc_unit="UN",
+        drug_description="naltrexone ER (Vivitrol) 380 mg IM",
+        diagnosis_codes="F11.20",
+        billed_amount=1900.0,
+        admin="96372",
     ),
     "anakinra": dict(
-        hcpcs_code="J3590", units=1.0, dose_mg=100.0, ndc="66658023407", ndc_quantity=0.67,
-        ndc_unit="ML", drug_description="anakinra (Kineret) 100 mg/0.67 mL SC", diagnosis_codes="M05.79",
-        billed_amount=220.0, admin="96372",
+        hcpcs_code="J3590",
+        units=1.0,
+        dose_mg=100.0,
+        ndc="66658023407",
+        ndc_quantity=0.67,
+        ndc_unit="ML",
+        drug_description="anakinra (Kineret) 100 mg/0.67 mL SC",
+        diagnosis_codes="M05.79",
+        billed_amount=220.0,
+        admin="96372",
     ),
 }
 ADMIN_AMOUNT = 40.0
 # Well-formed but non-existent ICD-10-CM codes in the same family as a clean line's diagnosis.
 _INVALID_DX = {"F11": "F11.2Z", "F33": "F33.Z", "M05": "M05.7Z", "S52": "S52.5ZZ"}
 # Codes a rule may scope to, and the drug whose clean line fits that code.
-CODE_DRUG = {"J3490": "ketamine", "C9399": "ketamine", "J9999": "ketamine", "J3590": "anakinra",
-             "S0013": "esketamine", "J2315": "naltrexone"}
+CODE_DRUG = {
+    "J3490": "ketamine",
+    "C9399": "ketamine",
+    "J9999": "ketamine",
+    "J3590": "anakinra",
+    "S0013": "esketamine",
+    "J2315": "naltrexone",
+}
 
 
 def clean_claim(
@@ -65,16 +99,32 @@ def clean_claim(
         spec["hcpcs_code"] = code
     sub = service_date + timedelta(days=7)
     common = dict(
-        claim_id=claim_id, patient_id=patient_id, provider_npi="1234567893", payer_id=f"{payer_type.upper()}-01",
-        payer_type=payer_type, service_date=service_date.isoformat(), submission_date=sub.isoformat(),
-        place_of_service=place_of_service, prior_auth_number="PA-" + claim_id,
+        claim_id=claim_id,
+        patient_id=patient_id,
+        provider_npi="1234567893",
+        payer_id=f"{payer_type.upper()}-01",
+        payer_type=payer_type,
+        service_date=service_date.isoformat(),
+        submission_date=sub.isoformat(),
+        place_of_service=place_of_service,
+        prior_auth_number="PA-" + claim_id,
     )
     mods = "JZ" if spec["hcpcs_code"] == "J2315" else ""
     drug_line = dict(common, line_number=1, modifiers=mods, documentation=ALL_DOCS, **spec)
     admin_line = dict(
-        common, line_number=2, hcpcs_code=admin, modifiers="", units=1.0, billed_amount=ADMIN_AMOUNT,
-        dose_mg=np.nan, ndc="", ndc_quantity=np.nan, ndc_unit="", drug_description="",
-        diagnosis_codes=spec["diagnosis_codes"], documentation="",
+        common,
+        line_number=2,
+        hcpcs_code=admin,
+        modifiers="",
+        units=1.0,
+        billed_amount=ADMIN_AMOUNT,
+        dose_mg=np.nan,
+        ndc="",
+        ndc_quantity=np.nan,
+        ndc_unit="",
+        drug_description="",
+        diagnosis_codes=spec["diagnosis_codes"],
+        documentation="",
     )
     return pd.DataFrame([drug_line, admin_line])
 
@@ -184,7 +234,9 @@ def break_claim(claim: pd.DataFrame, rule: Rule) -> pd.DataFrame:
     elif k == "duplicate_line":
         first = c.copy()
         first["claim_id"] = c.loc[0, "claim_id"] + "-first"
-        first["submission_date"] = (date.fromisoformat(c.loc[0, "submission_date"]) - timedelta(days=1)).isoformat()
+        first["submission_date"] = (
+            date.fromisoformat(c.loc[0, "submission_date"]) - timedelta(days=1)
+        ).isoformat()
         c = pd.concat([c, first], ignore_index=True)
     elif k == "code_valid_on_date":
         c.loc[0, "hcpcs_code"] = "J9998"  # not in the code set
@@ -233,7 +285,13 @@ def sample_table(pack: RulePack | None = None) -> pd.DataFrame:
         rule = next(r for r in pack.rules if r.category == cat)
         _, broken = claim_for_rule(rule, pack)
         ids = broken["claim_id"].str.replace("C1", f"BROKEN-{cat}", regex=False)
-        parts.append(broken.assign(claim_id=ids, patient_id=f"PB{i}",
-                                   prior_auth_number=broken["prior_auth_number"].where(
-                                       broken["prior_auth_number"] == "", "PA-" + ids)))
+        parts.append(
+            broken.assign(
+                claim_id=ids,
+                patient_id=f"PB{i}",
+                prior_auth_number=broken["prior_auth_number"].where(
+                    broken["prior_auth_number"] == "", "PA-" + ids
+                ),
+            )
+        )
     return pd.concat(parts, ignore_index=True)

@@ -61,13 +61,30 @@ OPTIONAL: tuple[str, ...] = (
     "documentation",
 )
 INPUT_COLUMNS: tuple[str, ...] = REQUIRED + OPTIONAL
-LABEL_COLUMNS: tuple[str, ...] = ("denied", "carc_codes", "paid_amount", "adjudication_date", "p_true")
+LABEL_COLUMNS: tuple[str, ...] = (
+    "denied",
+    "carc_codes",
+    "paid_amount",
+    "adjudication_date",
+    "p_true",
+)
 REJECT_COLUMNS: tuple[str, ...] = ("row", "claim_id", "line_number", "column", "reason")
 
 _STRING_COLS = (
-    "claim_id", "patient_id", "provider_npi", "payer_id", "payer_type", "place_of_service",
-    "hcpcs_code", "modifiers", "ndc", "ndc_unit", "drug_description", "diagnosis_codes",
-    "prior_auth_number", "documentation",
+    "claim_id",
+    "patient_id",
+    "provider_npi",
+    "payer_id",
+    "payer_type",
+    "place_of_service",
+    "hcpcs_code",
+    "modifiers",
+    "ndc",
+    "ndc_unit",
+    "drug_description",
+    "diagnosis_codes",
+    "prior_auth_number",
+    "documentation",
 )
 _ICD_RE = r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?"
 _MOD_PATTERN = r"[A-Z0-9]{2}(?:;[A-Z0-9]{2}){0,3}"
@@ -105,20 +122,34 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
     tmp.replace(path)
 
 
+def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, uniques as an object array); missing values are a value of their own."""
+    codes, uniques = s.factorize(use_na_sentinel=False)
+    return np.asarray(codes), np.asarray(uniques, dtype=object)
+
+
+def per_unique(s: pd.Series, fn) -> pd.Series:
+    """Apply a Series -> Series function to the distinct values only, then spread back.
+
+    Claim columns repeat a few values many times (codes, payer types, modifier lists), so
+    string work on the uniques is far cheaper than on every row.
+    """
+    codes, uniques = _factorize(s)
+    res = fn(pd.Series(uniques, dtype=object))
+    return pd.Series(res.to_numpy()[codes], index=s.index)
+
+
 def _as_text(s: pd.Series) -> pd.Series:
     """Column as stripped text with '' for missing, whatever its stored type."""
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.strftime("%Y-%m-%d").fillna("")
     if pd.api.types.is_float_dtype(s):
         as_int = s.dropna()
-        if (as_int == np.floor(as_int)).all():
-            out = s.astype("Int64").astype(str)
-        else:
-            out = s.astype(str)
+        out = s.astype("Int64").astype(str) if (as_int == np.floor(as_int)).all() else s.astype(str)
         return out.where(s.notna(), "").astype(object)
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype(str).astype(object)
-    return s.astype(object).where(s.notna(), "").astype(str).str.strip().astype(object)
+    return per_unique(s, lambda u: u.where(u.notna(), "").astype(str).str.strip().astype(object))
 
 
 def _number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -175,72 +206,106 @@ def validate(df: pd.DataFrame, row_offset: int = 0) -> Validated:
     for col in OPTIONAL:
         if col not in out.columns:
             out[col] = ""
-    problems: list[tuple[str, pd.Series, pd.Series]] = []  # (column, bad mask, reason text)
+    # (column, bad mask, reason, offending values or None); reasons are built for bad rows only
+    problems: list[tuple[str, pd.Series, str, pd.Series | None]] = []
 
-    def flag(col: str, bad: pd.Series, reason: str | pd.Series) -> None:
+    def flag(col: str, bad: pd.Series, reason: str, value: pd.Series | None = None) -> None:
         bad = bad.fillna(False).astype(bool)
         if bad.any():
-            problems.append((col, bad, reason if isinstance(reason, pd.Series) else pd.Series(reason, index=bad.index)))
+            problems.append((col, bad, reason, value))
+
+    def u(s: pd.Series, fn) -> pd.Series:
+        return per_unique(s, fn)
+
+    def fullmatch(s: pd.Series, pattern: str) -> pd.Series:
+        return u(s, lambda x: x.str.fullmatch(pattern)).astype(bool)
 
     text: dict[str, pd.Series] = {c: _as_text(out[c]) for c in _STRING_COLS}
 
     for col in ("claim_id", "patient_id", "payer_id"):
         flag(col, text[col] == "", "is empty")
     npi = text["provider_npi"]
-    flag("provider_npi", ~npi.str.fullmatch(r"\d{10}"), "must be 10 digits, got " + npi.map(repr))
+    flag("provider_npi", ~fullmatch(npi, r"\d{10}"), "must be 10 digits, got", npi)
 
-    ptype = text["payer_type"].str.lower()
-    flag("payer_type", ~ptype.isin(PAYER_TYPES), "unknown payer_type " + ptype.map(repr) + f" (one of {', '.join(PAYER_TYPES)})")
+    ptype = u(text["payer_type"], lambda x: x.str.lower())
+    flag("payer_type", ~ptype.isin(PAYER_TYPES), f"must be one of {', '.join(PAYER_TYPES)}, got", ptype)
 
-    pos = text["place_of_service"].where(text["place_of_service"].str.len() != 1, "0" + text["place_of_service"])
-    flag("place_of_service", ~pos.str.fullmatch(r"\d{2}"), "must be a 2-digit code, got " + pos.map(repr))
+    pos = u(text["place_of_service"], lambda x: x.where(x.str.len() != 1, "0" + x))
+    flag("place_of_service", ~fullmatch(pos, r"\d{2}"), "must be a 2-digit code, got", pos)
 
-    code = text["hcpcs_code"].str.upper()
-    flag("hcpcs_code", ~code.str.fullmatch(_HCPCS_PATTERN), "not a 5-character HCPCS/CPT code: " + code.map(repr))
+    code = u(text["hcpcs_code"], lambda x: x.str.upper())
+    flag("hcpcs_code", ~fullmatch(code, _HCPCS_PATTERN), "is not a 5-character HCPCS/CPT code:", code)
 
-    mods = text["modifiers"].str.upper().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
-    flag("modifiers", (mods != "") & ~mods.str.fullmatch(_MOD_PATTERN), "up to four 2-character modifiers separated by ';', got " + mods.map(repr))
+    def split_list(x: pd.Series) -> pd.Series:
+        return x.str.replace(r"[\s,;]+", ";", regex=True).str.strip(";")
+
+    mods = u(text["modifiers"], lambda x: split_list(x.str.upper()))
+    flag(
+        "modifiers",
+        (mods != "") & ~fullmatch(mods, _MOD_PATTERN),
+        "must be up to four 2-character modifiers separated by ';', got",
+        mods,
+    )
 
     line_no, bad_ln = _number(out["line_number"])
-    flag("line_number", bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no)), "must be an integer >= 1")
-
+    bad_ln = bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no))
+    flag("line_number", bad_ln, "must be an integer >= 1, got", out["line_number"])
     units, bad = _number(out["units"])
-    flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got " + _as_text(out["units"]).map(repr))
+    flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got", out["units"])
     billed, bad = _number(out["billed_amount"])
-    flag("billed_amount", bad | billed.isna() | (billed < 0), "must be a number >= 0, got " + _as_text(out["billed_amount"]).map(repr))
+    flag(
+        "billed_amount",
+        bad | billed.isna() | (billed < 0),
+        "must be a number >= 0, got",
+        out["billed_amount"],
+    )
     dose, bad = _number(out["dose_mg"])
-    flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got " + _as_text(out["dose_mg"]).map(repr))
+    flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got", out["dose_mg"])
     ndc_qty, bad = _number(out["ndc_quantity"])
-    flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got " + _as_text(out["ndc_quantity"]).map(repr))
+    flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got", out["ndc_quantity"])
 
     svc, bad = _date(out["service_date"])
-    flag("service_date", bad | svc.isna(), "not an ISO date (YYYY-MM-DD): " + _as_text(out["service_date"]).map(repr))
+    flag("service_date", bad | svc.isna(), "is not an ISO date (YYYY-MM-DD):", out["service_date"])
     sub, bad = _date(out["submission_date"])
-    flag("submission_date", bad | sub.isna(), "not an ISO date (YYYY-MM-DD): " + _as_text(out["submission_date"]).map(repr))
+    flag("submission_date", bad | sub.isna(), "is not an ISO date (YYYY-MM-DD):", out["submission_date"])
     flag("submission_date", sub < svc, "is before service_date")
 
     ndc_raw = text["ndc"]
-    dashed = ndc_raw.str.fullmatch(r"\d{5}-\d{4}-\d{2}")
-    ndc = ndc_raw.where(~dashed, ndc_raw.str.replace("-", "", regex=False))
-    flag("ndc", (ndc != "") & ~ndc.str.fullmatch(r"\d{11}"), "must be 11 digits (5-4-2, no dashes), got " + ndc_raw.map(repr))
-    ndc_unit = text["ndc_unit"].str.upper()
-    flag("ndc_unit", (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS), "unknown NDC unit " + ndc_unit.map(repr) + f" (one of {', '.join(NDC_UNITS)})")
+    ndc = u(ndc_raw, lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", "")))
+    flag(
+        "ndc",
+        (ndc != "") & ~fullmatch(ndc, r"\d{11}"),
+        "must be 11 digits (5-4-2, no dashes), got",
+        ndc_raw,
+    )
+    ndc_unit = u(text["ndc_unit"], lambda x: x.str.upper())
+    flag(
+        "ndc_unit",
+        (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS),
+        f"must be one of {', '.join(NDC_UNITS)}, got",
+        ndc_unit,
+    )
 
-    dx = text["diagnosis_codes"].str.upper().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
+    dx = u(text["diagnosis_codes"], lambda x: split_list(x.str.upper()))
     flag("diagnosis_codes", dx == "", "is empty: at least one ICD-10-CM code is required")
-    flag("diagnosis_codes", (dx != "") & ~dx.str.fullmatch(_DX_PATTERN), "not ICD-10-CM codes separated by ';': " + dx.map(repr))
-    dx = dx.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True)
+    flag(
+        "diagnosis_codes",
+        (dx != "") & ~fullmatch(dx, _DX_PATTERN),
+        "is not ICD-10-CM codes separated by ';':",
+        dx,
+    )
+    dx = u(dx, lambda x: x.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True))
 
-    docs = text["documentation"].str.lower().str.replace(r"[\s,]+", ";", regex=True).str.strip(";")
-    bad_doc = (docs != "") & ~docs.str.fullmatch(_DOC_PATTERN)
+    docs = u(text["documentation"], lambda x: split_list(x.str.lower()))
+    bad_doc = (docs != "") & ~fullmatch(docs, _DOC_PATTERN)
     if bad_doc.any():
-        unknown = docs[bad_doc].str.split(";").map(
-            lambda toks: ", ".join(repr(t) for t in toks if t not in DOC_BIT)
+        unknown = u(
+            docs, lambda x: x.str.split(";").map(lambda t: ", ".join(k for k in t if k not in DOC_BIT))
         )
-        flag("documentation", bad_doc, ("unknown documentation token " + unknown).reindex(docs.index, fill_value=""))
+        flag("documentation", bad_doc, "has unknown token(s):", unknown)
 
     bad_any = pd.Series(False, index=out.index)
-    for _, bad, _ in problems:
+    for _, bad, *_ in problems:
         bad_any |= bad
     rejects = _rejects(problems, bad_any, text, out, row_offset)
 
@@ -271,18 +336,26 @@ def validate(df: pd.DataFrame, row_offset: int = 0) -> Validated:
     return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
 
 
-def _rejects(problems, bad_any: pd.Series, text: dict[str, pd.Series], raw: pd.DataFrame, row_offset: int) -> pd.DataFrame:
+def _rejects(
+    problems, bad_any: pd.Series, text: dict[str, pd.Series], raw: pd.DataFrame, row_offset: int
+) -> pd.DataFrame:
     if not bad_any.any():
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS})
     idx = bad_any[bad_any].index
     columns = pd.Series("", index=idx, dtype=object)
     reasons = pd.Series("", index=idx, dtype=object)
-    for col, bad, reason in problems:
+    for col, bad, reason, value in problems:
         hit = bad[bad].index
+        text_reason = col + " " + reason
+        if value is not None:
+            shown = _as_text(value[hit]).map(repr)
+            text_reason = text_reason + " " + shown.astype(str)
+        else:
+            text_reason = pd.Series(text_reason, index=hit)
         sep_c = np.where(columns[hit] == "", "", ",")
         sep_r = np.where(reasons[hit] == "", "", "; ")
         columns[hit] = columns[hit] + sep_c + col
-        reasons[hit] = reasons[hit] + sep_r + col + " " + reason[hit].astype(str)
+        reasons[hit] = reasons[hit] + sep_r + text_reason
     return pd.DataFrame(
         {
             "row": (idx.to_numpy() + row_offset).astype("int64"),
@@ -308,7 +381,7 @@ class ClaimFrame:
     @cached_property
     def modifier_matrix(self) -> np.ndarray:
         """(n, 4) array of modifier strings, '' where absent."""
-        codes, uniques = pd.factorize(self.df["modifiers"].to_numpy(dtype=object))
+        codes, uniques = _factorize(self.df["modifiers"])
         parsed = np.full((len(uniques) + 1, 4), "", dtype=object)
         for i, u in enumerate(uniques):
             toks = [t for t in str(u).split(";") if t][:4]
@@ -317,13 +390,18 @@ class ClaimFrame:
 
     def has_modifier(self, modifiers: list[str] | tuple[str, ...]) -> np.ndarray:
         """True where the line carries any of `modifiers`."""
-        m = self.modifier_matrix
-        return np.isin(m, list(modifiers)).any(axis=1) if self.n else np.zeros(0, bool)
+        codes, uniques = self._modifier_factor
+        hit = np.array([bool(set(str(u).split(";")) & set(modifiers)) for u in uniques], dtype=bool)
+        return hit[codes] if self.n else np.zeros(0, bool)
+
+    @cached_property
+    def _modifier_factor(self) -> tuple[np.ndarray, np.ndarray]:
+        return _factorize(self.df["modifiers"])
 
     @cached_property
     def diagnosis_long(self) -> tuple[np.ndarray, np.ndarray]:
         """(row index, code) pairs of every diagnosis on every line: the table in long form."""
-        codes, uniques = pd.factorize(self.df["diagnosis_codes"].to_numpy(dtype=object))
+        codes, uniques = _factorize(self.df["diagnosis_codes"])
         split = [str(u).split(";") for u in uniques]
         lens = np.array([len(s) for s in split], dtype=np.int64)
         flat = np.array([c for s in split for c in s], dtype=object)
@@ -336,18 +414,19 @@ class ClaimFrame:
 
     def diagnosis_matches(self, prefixes: list[str]) -> np.ndarray:
         """True where any diagnosis of the line starts with any of `prefixes`."""
-        rows, codes = self.diagnosis_long
-        out = np.zeros(self.n, dtype=bool)
-        if len(codes):
-            uniq, inv = np.unique(codes.astype(str), return_inverse=True)
-            hit_u = np.array([u.startswith(tuple(prefixes)) for u in uniq], dtype=bool)
-            out[rows[hit_u[inv]]] = True
-        return out
+        codes, uniques = self._diagnosis_factor
+        pre = tuple(prefixes)
+        hit = np.array([any(c.startswith(pre) for c in str(u).split(";")) for u in uniques], dtype=bool)
+        return hit[codes] if self.n else np.zeros(0, bool)
+
+    @cached_property
+    def _diagnosis_factor(self) -> tuple[np.ndarray, np.ndarray]:
+        return _factorize(self.df["diagnosis_codes"])
 
     @cached_property
     def documentation_mask(self) -> np.ndarray:
         """Bit mask of documentation tokens present (bit i = DOCUMENTATION_TOKENS[i])."""
-        codes, uniques = pd.factorize(self.df["documentation"].to_numpy(dtype=object))
+        codes, uniques = _factorize(self.df["documentation"])
         masks = np.zeros(len(uniques) + 1, dtype=np.int64)
         for i, u in enumerate(uniques):
             masks[i] = sum(DOC_BIT[t] for t in str(u).split(";") if t in DOC_BIT)

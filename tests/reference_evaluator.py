@@ -35,7 +35,9 @@ def drug_of(row, pack: RulePack, ref: Reference) -> str:
     xw = ref.crosswalk.drop_duplicates("ndc").set_index("ndc")["hcpcs_code"].to_dict()
     ndc_code = xw.get(row["ndc"], "")
     for p in pack.policies:
-        if p.is_drug and ((row["ndc"] and row["ndc"] in p.match_ndcs) or (ndc_code and ndc_code in p.match_codes)):
+        if p.is_drug and (
+            (row["ndc"] and row["ndc"] in p.match_ndcs) or (ndc_code and ndc_code in p.match_codes)
+        ):
             return p.name
     for p in pack.policies:
         if p.is_drug and p.match_description:
@@ -94,7 +96,16 @@ def applies(rule: Rule, row, drug: str, drug_codes: set) -> bool:
     return not ("place_of_service" in a and row["place_of_service"] not in a["place_of_service"])
 
 
-def fires(rule: Rule, i: int, rows: list, drugs: list, xw: dict, hc: pd.DataFrame, pack: RulePack, drug_codes) -> bool:
+def fires(
+    rule: Rule,
+    i: int,
+    rows: list,
+    drugs: list,
+    xw: dict,
+    hc: pd.DataFrame,
+    pack: RulePack,
+    drug_codes,
+) -> bool:
     row = rows[i]
     p = rule.params
     k = rule.kind
@@ -139,7 +150,11 @@ def fires(rule: Rule, i: int, rows: list, drugs: list, xw: dict, hc: pd.DataFram
         return not any(d.startswith(tuple(p["any_of"])) for d in _dx(row))
     if k == "diagnosis_flagged":
         hit = any(d.startswith(tuple(p["any_of"])) for d in _dx(row))
-        unless = any(d.startswith(tuple(p.get("unless_any_of", []))) for d in _dx(row)) if p.get("unless_any_of") else False
+        unless = (
+            any(d.startswith(tuple(p.get("unless_any_of", []))) for d in _dx(row))
+            if p.get("unless_any_of")
+            else False
+        )
         return hit and not unless
     if k == "diagnosis_valid":
         return not all(icd10_billable([d])[0] for d in _dx(row))
@@ -171,7 +186,13 @@ def fires(rule: Rule, i: int, rows: list, drugs: list, xw: dict, hc: pd.DataFram
             return False
 
         def key(r):
-            return (r["patient_id"], r["hcpcs_code"], r["service_date"], r["units"], "JW" in _mods(r))
+            return (
+                r["patient_id"],
+                r["hcpcs_code"],
+                r["service_date"],
+                r["units"],
+                "JW" in _mods(r),
+            )
 
         def order(r):
             return (pd.Timestamp(r["submission_date"]), r["claim_id"], r["line_number"])

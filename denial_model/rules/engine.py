@@ -18,7 +18,7 @@ import pandas as pd
 
 from denial_model.reference import Reference, icd10_billable, load_reference
 from denial_model.rules.pack import CATEGORIES, Rule, RulePack, load_pack
-from denial_model.table import DOC_BIT, ClaimFrame
+from denial_model.table import DOC_BIT, ClaimFrame, _factorize
 
 _NUMERIC_FIELDS = {"dose_mg", "ndc_quantity"}
 
@@ -33,12 +33,34 @@ class Context:
         self.df = frame.df
         self.n = frame.n
 
-    def col(self, name: str) -> np.ndarray:
-        return self.df[name].to_numpy()
+    @cached_property
+    def _factors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, uniques) of a column or derived array, computed once per table."""
+        if name not in self._factors:
+            if name == "drug":
+                codes, uniques = pd.factorize(self.drug, use_na_sentinel=False)
+                self._factors[name] = (codes, np.asarray(uniques, dtype=object))
+            else:
+                self._factors[name] = _factorize(self.df[name])
+        return self._factors[name]
+
+    def isin(self, name: str, values) -> np.ndarray:
+        """`column in values` for every line, tested on the column's distinct values only."""
+        codes, uniques = self.factor(name)
+        return np.isin(uniques, list(values))[codes] if self.n else np.zeros(0, bool)
+
+    def startswith(self, name: str, prefixes) -> np.ndarray:
+        codes, uniques = self.factor(name)
+        hit = np.array([str(u).startswith(tuple(prefixes)) for u in uniques], dtype=bool)
+        return hit[codes] if self.n else np.zeros(0, bool)
 
     @cached_property
     def code(self) -> np.ndarray:
-        return self.df["hcpcs_code"].to_numpy(dtype=object)
+        codes, uniques = self.factor("hcpcs_code")
+        return uniques[codes]
 
     @cached_property
     def code_factor(self) -> tuple[np.ndarray, pd.Index]:
@@ -55,37 +77,34 @@ class Context:
     @cached_property
     def ndc_code(self) -> np.ndarray:
         """HCPCS code the line's NDC is a product of, '' when unknown to the crosswalk."""
-        ndc = self.df["ndc"].to_numpy(dtype=object)
-        codes, uniques = pd.factorize(ndc)
+        codes, uniques = self.factor("ndc")
         vals = self.ref.ndc_codes().reindex(uniques).fillna("").to_numpy(dtype=object)
         return vals[codes] if self.n else np.zeros(0, dtype=object)
 
     @cached_property
     def drug(self) -> np.ndarray:
         """Drug policy of each line ('' for none): NDC first, then description, then code."""
-        out = np.full(self.n, "", dtype=object)
-        ndc = self.df["ndc"].to_numpy(dtype=object)
-        desc = self.df["drug_description"].astype(str)
-        drug_policies = [p for p in self.pack.policies if p.is_drug]
-        by_code = np.full(self.n, "", dtype=object)
-        by_desc = np.full(self.n, "", dtype=object)
-        by_ndc = np.full(self.n, "", dtype=object)
-        d_codes, d_uniques = pd.factorize(desc.to_numpy(dtype=object))
-        for p in drug_policies:
-            if p.match_codes:
-                by_code[np.isin(self.code, p.match_codes) & (by_code == "")] = p.name
-                by_ndc[np.isin(self.ndc_code, p.match_codes) & (by_ndc == "")] = p.name
-            if p.match_ndcs:
-                by_ndc[np.isin(ndc, p.match_ndcs) & (by_ndc == "")] = p.name
+        policies = [p for p in self.pack.policies if p.is_drug]
+        names = np.array(["", *[p.name for p in policies]], dtype=object)
+        ndc_codes, ndc_u = self.factor("ndc")
+        ndc_hcpcs_u = self.ref.ndc_codes().reindex(ndc_u).fillna("").to_numpy(dtype=object)
+        desc_codes, desc_u = self.factor("drug_description")
+        by = {k: np.zeros(self.n, dtype=np.int16) for k in ("ndc", "desc", "code")}
+        for k, p in enumerate(policies, start=1):
+            hit_ndc = np.isin(ndc_u, p.match_ndcs) | np.isin(ndc_hcpcs_u, p.match_codes)
+            self._first(by["ndc"], hit_ndc[ndc_codes], k)
             if p.match_description:
                 rx = re.compile(r"\b(?:" + "|".join(map(re.escape, p.match_description)) + r")\b", re.I)
-                hit_u = np.array([bool(rx.search(str(u))) for u in d_uniques], dtype=bool)
-                if len(hit_u):
-                    by_desc[hit_u[d_codes] & (by_desc == "")] = p.name
-        out[:] = by_code
-        out = np.where(by_desc != "", by_desc, out)
-        out = np.where(by_ndc != "", by_ndc, out)
-        return out
+                hit_desc = np.array([bool(rx.search(str(u))) for u in desc_u], dtype=bool)
+                self._first(by["desc"], hit_desc[desc_codes], k)
+            self._first(by["code"], self.isin("hcpcs_code", p.match_codes), k)
+        best = np.where(by["ndc"] > 0, by["ndc"], np.where(by["desc"] > 0, by["desc"], by["code"]))
+        return names[best]
+
+    @staticmethod
+    def _first(target: np.ndarray, hit: np.ndarray, k: int) -> None:
+        """Mark policy k where it matches and no earlier policy did."""
+        target[hit & (target == 0)] = k
 
     @cached_property
     def unit_mg(self) -> np.ndarray:
@@ -103,11 +122,11 @@ class Context:
 
     @cached_property
     def claim_codes(self) -> np.ndarray:
-        return pd.factorize(self.df["claim_id"].to_numpy(dtype=object))[0]
+        return self.factor("claim_id")[0]
 
     @cached_property
     def patient_codes(self) -> np.ndarray:
-        return pd.factorize(self.df["patient_id"].to_numpy(dtype=object))[0]
+        return self.factor("patient_id")[0]
 
     @cached_property
     def service_day(self) -> np.ndarray:
@@ -126,19 +145,19 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
     a = rule.applies_to
     m = np.ones(ctx.n, dtype=bool)
     if "drugs" in a:
-        m &= np.isin(ctx.drug, a["drugs"])
+        m &= ctx.isin("drug", a["drugs"])
     if "not_drugs" in a:
-        m &= ~np.isin(ctx.drug, a["not_drugs"])
+        m &= ~ctx.isin("drug", a["not_drugs"])
     if "codes" in a:
-        m &= np.isin(ctx.code, a["codes"])
+        m &= ctx.isin("hcpcs_code", a["codes"])
     if "not_codes" in a:
-        m &= ~np.isin(ctx.code, a["not_codes"])
+        m &= ~ctx.isin("hcpcs_code", a["not_codes"])
     if "code_prefixes" in a:
-        m &= ctx.df["hcpcs_code"].str.startswith(tuple(a["code_prefixes"])).to_numpy(dtype=bool)
+        m &= ctx.startswith("hcpcs_code", a["code_prefixes"])
     if a.get("drug_lines"):
         m &= ctx.is_drug_line
     if "payer_types" in a:
-        m &= ctx.df["payer_type"].isin(a["payer_types"]).to_numpy()
+        m &= ctx.isin("payer_type", a["payer_types"])
     if "service_from" in a:
         m &= ctx.df["service_date"].to_numpy() >= np.datetime64(a["service_from"])
     if "service_to" in a:
@@ -148,7 +167,7 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
     if "diagnosis_any_of" in a:
         m &= ctx.frame.diagnosis_matches(a["diagnosis_any_of"])
     if "place_of_service" in a:
-        m &= ctx.df["place_of_service"].isin(a["place_of_service"]).to_numpy()
+        m &= ctx.isin("place_of_service", a["place_of_service"])
     return m
 
 
@@ -169,7 +188,7 @@ def check(kind: str) -> Callable[[Check], Check]:
 def _empty(ctx: Context, field: str) -> np.ndarray:
     if field in _NUMERIC_FIELDS:
         return ctx.df[field].isna().to_numpy()
-    return (ctx.df[field].to_numpy(dtype=object) == "")
+    return ctx.isin(field, [""])
 
 
 @check("field_required")
@@ -230,9 +249,18 @@ def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     idx = np.flatnonzero(active)
     # exact duplicates (same patient, code, day, units) are the duplicate rule's finding
     units = ctx.df["units"].to_numpy(dtype=float)
-    first = ~pd.DataFrame(
-        {"p": ctx.patient_codes[idx], "c": ctx.code[idx], "d": ctx.service_day[idx], "u": units[idx]}
-    ).duplicated().to_numpy()
+    first = (
+        ~pd.DataFrame(
+            {
+                "p": ctx.patient_codes[idx],
+                "c": ctx.code[idx],
+                "d": ctx.service_day[idx],
+                "u": units[idx],
+            }
+        )
+        .duplicated()
+        .to_numpy()
+    )
     what = np.where(ctx.drug[idx] != "", ctx.drug[idx], ctx.code[idx])  # drug, else code
     g = _group_ids(ctx.patient_codes[idx], what, ctx.service_day[idx])
     totals = np.bincount(g, weights=val[idx] * first)
@@ -308,13 +336,14 @@ def _min_days(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 @check("place_of_service_allowed")
 def _pos_allowed(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    return ~ctx.df["place_of_service"].isin(p["allowed"]).to_numpy()
+    return ~ctx.isin("place_of_service", p["allowed"])
 
 
 @check("timely_filing")
 def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     default = float(p.get("default_days", 365))
-    limits = ctx.df["payer_type"].map(p["limit_days"]).astype(float).fillna(default).to_numpy()
+    codes, uniques = ctx.factor("payer_type")
+    limits = np.array([float(p["limit_days"].get(u, default)) for u in uniques])[codes]
     return (ctx.submission_day - ctx.service_day) > limits
 
 
@@ -325,22 +354,24 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     out = np.zeros(ctx.n, dtype=bool)
     if len(idx) == 0:
         return out
-    df = ctx.df
-    keys = pd.DataFrame(
-        {
-            "p": ctx.patient_codes[idx],
-            "c": ctx.code[idx],
-            "d": ctx.service_day[idx],
-            "u": df["units"].to_numpy(dtype=float)[idx],
-            "w": ctx.frame.is_jw[idx],
-            "s": ctx.submission_day[idx],
-            "claim": df["claim_id"].to_numpy(dtype=object)[idx],
-            "line": df["line_number"].to_numpy()[idx],
-        }
+    claim_codes, claim_u = ctx.factor("claim_id")
+    claim_rank = np.empty(len(claim_u), dtype=np.int64)
+    claim_rank[np.argsort(claim_u.astype(str), kind="stable")] = np.arange(len(claim_u))
+    key = (
+        ctx.patient_codes[idx],
+        ctx.factor("hcpcs_code")[0][idx],
+        ctx.service_day[idx],
+        ctx.df["units"].to_numpy(dtype=float)[idx],
+        ctx.frame.is_jw[idx],
     )
-    order = keys.sort_values(["s", "claim", "line"], kind="mergesort").index.to_numpy()
-    dup = keys.iloc[order].duplicated(["p", "c", "d", "u", "w"], keep="first").to_numpy()
-    out[idx[order]] = dup
+    # within a key, the earliest submitted (then claim id, line number) is the original
+    tiebreak = (ctx.df["line_number"].to_numpy()[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
+    order = np.lexsort(tiebreak + key[::-1])
+    same = np.ones(len(idx) - 1, dtype=bool)
+    for k in key:
+        ks = k[order]
+        same &= ks[1:] == ks[:-1]
+    out[idx[order[1:][same]]] = True
     return out
 
 
@@ -362,7 +393,7 @@ def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 @check("ndc_matches_code")
 def _ndc_matches(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     nc = ctx.ndc_code
-    return (nc != "") & (nc != ctx.code) & ~np.isin(ctx.code, ctx.pack.noc_codes)
+    return (nc != "") & (nc != ctx.code) & ~ctx.isin("hcpcs_code", ctx.pack.noc_codes)
 
 
 @check("specific_code_exists")
@@ -374,13 +405,13 @@ def _specific_code(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
         if pol.is_drug and pol.official_code.code and pol.official_code.code not in noc
     }
     has_ndc_code = (ctx.ndc_code != "") & ~np.isin(ctx.ndc_code, list(noc))
-    drug_has_code = np.isin(ctx.drug, list(specific))
-    return np.isin(ctx.code, list(noc)) & (has_ndc_code | drug_has_code)
+    drug_has_code = ctx.isin("drug", specific)
+    return ctx.isin("hcpcs_code", noc) & (has_ndc_code | drug_has_code)
 
 
 @check("billed_under")
 def _billed_under(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    return np.isin(ctx.code, p["codes"])
+    return ctx.isin("hcpcs_code", p["codes"])
 
 
 @check("administration_present")
@@ -389,14 +420,16 @@ def _administration(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     code_s = ctx.code.astype(str)
     for lo, hi in p.get("ranges", []):
         is_admin |= (code_s >= str(lo)) & (code_s <= str(hi))
-    claim_has = np.bincount(ctx.claim_codes, weights=is_admin.astype(float)) > 0 if ctx.n else np.zeros(0, bool)
+    claim_has = (
+        np.bincount(ctx.claim_codes, weights=is_admin.astype(float)) > 0 if ctx.n else np.zeros(0, bool)
+    )
     return ~claim_has[ctx.claim_codes] if ctx.n else np.zeros(0, bool)
 
 
 @check("description_matches")
 def _description(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     rx = re.compile(p["pattern"], re.I)
-    codes, uniques = pd.factorize(ctx.df["drug_description"].to_numpy(dtype=object))
+    codes, uniques = _factorize(ctx.df["drug_description"])
     hit_u = np.array([bool(rx.search(str(u))) for u in uniques], dtype=bool)
     return hit_u[codes] if ctx.n and len(hit_u) else np.zeros(ctx.n, dtype=bool)
 
@@ -436,7 +469,8 @@ class RuleResult:
     def _per_line(self, text: Callable[[list[Rule]], str]) -> np.ndarray:
         inv, combos = self._combos()
         strings = np.array(
-            [text([r for r, h in zip(self.rules, row, strict=True) if h]) for row in combos], dtype=object
+            [text([r for r, h in zip(self.rules, row, strict=True) if h]) for row in combos],
+            dtype=object,
         )
         return strings[inv] if len(inv) else np.zeros(0, dtype=object)
 
@@ -478,7 +512,7 @@ def evaluate(
     ref = ref or load_reference()
     frame = lines if isinstance(lines, ClaimFrame) else ClaimFrame(lines)
     ctx = Context(frame, pack, ref)
-    hits = np.zeros((frame.n, len(pack.rules)), dtype=bool)
+    hits = np.zeros((frame.n, len(pack.rules)), dtype=bool, order="F")  # column writes stay contiguous
     for j, rule in enumerate(pack.rules):
         mask = applies_mask(rule, ctx)
         if mask.any():

@@ -110,7 +110,11 @@ _FIELDS = {"ndc", "ndc_quantity", "ndc_unit", "drug_description", "dose_mg", "pr
 # kind -> {param: (required, validator, what it must be)}
 CHECK_KINDS: dict[str, dict[str, tuple[bool, Any, str]]] = {
     "field_required": {
-        "fields": (True, lambda v: _str_list(v) and set(v) <= _FIELDS, f"a list from {sorted(_FIELDS)}")
+        "fields": (
+            True,
+            lambda v: _str_list(v) and set(v) <= _FIELDS,
+            f"a list from {sorted(_FIELDS)}",
+        )
     },
     "modifier_required": {"any_of": (True, _mods, "a list of 2-character modifiers")},
     "modifier_forbidden": {"any_of": (True, _mods, "a list of 2-character modifiers")},
@@ -156,7 +160,10 @@ APPLIES_TO_KEYS: dict[str, tuple[Any, str]] = {
     "not_codes": (_codes, "a list of 5-character HCPCS codes"),
     "code_prefixes": (_str_list, "a list of code prefixes"),
     "drug_lines": (lambda v: isinstance(v, bool), "true or false"),
-    "payer_types": (lambda v: _str_list(v) and set(v) <= set(PAYER_TYPES), f"a list from {PAYER_TYPES}"),
+    "payer_types": (
+        lambda v: _str_list(v) and set(v) <= set(PAYER_TYPES),
+        f"a list from {PAYER_TYPES}",
+    ),
     "service_from": (lambda v: isinstance(v, date), "an ISO date"),
     "service_to": (lambda v: isinstance(v, date), "an ISO date"),
     "modifiers_any_of": (_mods, "a list of 2-character modifiers"),
@@ -202,7 +209,9 @@ class Rule:
             "policy": self.policy,
             "kind": self.kind,
             "params": self.params,
-            "applies_to": {k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.applies_to.items()},
+            "applies_to": {
+                k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.applies_to.items()
+            },
             "message": self.message,
             "fix": self.fix,
             "source": self.source,
@@ -282,8 +291,17 @@ def _parse_rule(raw: Any, file: str, policy: Policy | None, known_drugs: set[str
     if not rid.startswith(prefix + "."):
         raise _err(file, rid, "id", f"must start with '{prefix}.'")
     allowed = {
-        "id", "category", "carc", "remark", "severity", "message", "fix", "source", "check",
-        "applies_to", "note",
+        "id",
+        "category",
+        "carc",
+        "remark",
+        "severity",
+        "message",
+        "fix",
+        "source",
+        "check",
+        "applies_to",
+        "note",
     }
     for key in raw:
         if key not in allowed:
@@ -303,7 +321,12 @@ def _parse_rule(raw: Any, file: str, policy: Policy | None, known_drugs: set[str
     if policy is not None and source.startswith(policy.document):
         section = source[len(policy.document) :].lstrip(" §:,-")
         if not any(section.startswith(s) for s in DOCUMENT_SECTIONS):
-            raise _err(file, rid, "source", f"must name a section of {policy.document}: {DOCUMENT_SECTIONS}")
+            raise _err(
+                file,
+                rid,
+                "source",
+                f"must name a section of {policy.document}: {DOCUMENT_SECTIONS}",
+            )
 
     check = raw["check"]
     if not isinstance(check, dict) or "kind" not in check:

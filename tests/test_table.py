@@ -1,0 +1,108 @@
+"""Validation of the claim-line table: rejects name row, column and problem; nothing is lost."""
+
+import pandas as pd
+import pytest
+
+from denial_model.samples import clean_claim
+from denial_model.table import REQUIRED, ClaimTableError, read_table, validate, write_table
+
+
+def _raw(n_claims: int = 3) -> pd.DataFrame:
+    parts = [clean_claim("naltrexone", claim_id=f"C{i}", patient_id=f"P{i}") for i in range(n_claims)]
+    return pd.concat(parts, ignore_index=True).astype(str).replace("nan", "")
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "words"),
+    [
+        ("service_date", "2025-13-45", "not an ISO date"),
+        ("submission_date", "yesterday", "not an ISO date"),
+        ("units", "-3", "must be a number > 0"),
+        ("units", "abc", "must be a number > 0"),
+        ("billed_amount", "-1", ">= 0"),
+        ("ndc", "12345678", "must be 11 digits"),
+        ("payer_type", "tricare", "must be one of medicare"),
+        ("provider_npi", "12345", "10 digits"),
+        ("hcpcs_code", "J31", "5-character"),
+        ("modifiers", "JWX", "2-character modifiers"),
+        ("diagnosis_codes", "", "is empty"),
+        ("diagnosis_codes", "33.2", "not ICD-10-CM"),
+        ("documentation", "medical_necessity;selfie", "'selfie'"),
+        ("line_number", "0", "integer >= 1"),
+        ("ndc_unit", "KG", "must be one of ME"),
+        ("claim_id", "", "is empty"),
+    ],
+)
+def test_bad_value_goes_to_rejects_naming_row_column_and_problem(column, value, words):
+    raw = _raw()
+    raw.loc[3, column] = value
+    v = validate(raw)
+    assert len(v.lines) + len(v.rejects) == len(raw)
+    assert list(v.rejects["row"]) == [3]
+    rej = v.rejects.iloc[0]
+    assert column in rej["column"].split(",")
+    assert words in rej["reason"]
+
+
+def test_submission_before_service_is_rejected():
+    raw = _raw()
+    raw.loc[0, "submission_date"] = "2020-01-01"
+    v = validate(raw)
+    assert v.rejects.iloc[0]["reason"].startswith("submission_date is before service_date")
+
+
+def test_several_problems_on_one_row_make_one_rejects_row():
+    raw = _raw()
+    raw.loc[2, ["units", "ndc"]] = ["0", "123"]
+    v = validate(raw)
+    assert len(v.rejects) == 1
+    assert set(v.rejects.iloc[0]["column"].split(",")) == {"units", "ndc"}
+
+
+@pytest.mark.parametrize("column", REQUIRED)
+def test_missing_required_column_is_one_error_naming_it(column):
+    with pytest.raises(ClaimTableError, match=f"missing required column: {column}"):
+        validate(_raw().drop(columns=[column]))
+
+
+def test_optional_columns_may_be_absent_and_extra_columns_pass_through():
+    raw = _raw().drop(columns=["ndc", "documentation", "dose_mg"]).assign(my_note="keep me")
+    v = validate(raw)
+    assert len(v.rejects) == 0
+    assert (v.lines["my_note"] == "keep me").all()
+
+
+def test_normalization_of_codes_lists_and_dashed_ndc():
+    raw = _raw(1)
+    raw.loc[0, ["ndc", "modifiers", "diagnosis_codes", "payer_type", "hcpcs_code"]] = [
+        "65757-0300-01",
+        "jz, 59",
+        "f1120; F10.20",
+        "Commercial",
+        "j2315",
+    ]
+    v = validate(raw)
+    row = v.lines.iloc[0]
+    assert (row["ndc"], row["modifiers"], row["diagnosis_codes"]) == (
+        "65757030001",
+        "JZ;59",
+        "F11.20;F10.20",
+    )
+    assert (row["payer_type"], row["hcpcs_code"]) == ("commercial", "J2315")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_csv_and_parquet_round_trip_validate_the_same(tmp_path, suffix):
+    raw = clean_claim("esketamine")
+    path = tmp_path / f"claims{suffix}"
+    write_table(raw, path)
+    v = validate(read_table(path))
+    assert len(v.rejects) == 0 and len(v.lines) == len(raw)
+    assert v.lines["service_date"].dtype.kind == "M"
+
+
+def test_unknown_file_format_is_a_clear_error(tmp_path):
+    p = tmp_path / "claims.xlsx"
+    p.write_text("x")
+    with pytest.raises(ClaimTableError, match="unknown format"):
+        read_table(p)
