@@ -7,6 +7,8 @@ Command names and options are a contract other tools call. Bad input is a one-li
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -22,8 +24,10 @@ from denial_model.table import ClaimTableError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 rules_app = typer.Typer(no_args_is_help=True, help="Inspect and review the rule pack.")
 app.add_typer(rules_app, name="rules")
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `make demo | tee`) gets wide tables instead of Rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 PackOpt = Annotated[Path | None, typer.Option("--pack", help="Rule pack folder (default: shipped pack).")]
 
