@@ -32,5 +32,5 @@ def test_clone_and_pickle_keep_the_pack_and_the_output(pack):
 def test_transform_refuses_bad_rows_naming_row_and_column(pack):
     X = sample_table(pack).astype(str)
     X.loc[4, "units"] = "-1"
-    with pytest.raises(ValueError, match="row 4 .*column units"):
+    with pytest.raises(ValueError, match=r"row 4 .*column units"):
         RuleFeaturizer().fit(X.iloc[:2]).transform(X)
