@@ -8,7 +8,8 @@ the rest go on, so rows in = rows checked + rows rejected. Extra columns pass th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, reduce
+from operator import or_
 from pathlib import Path
 
 import numpy as np
@@ -429,7 +430,7 @@ class ClaimFrame:
         codes, uniques = _factorize(self.df["documentation"])
         masks = np.zeros(len(uniques) + 1, dtype=np.int64)
         for i, u in enumerate(uniques):
-            masks[i] = sum(DOC_BIT[t] for t in str(u).split(";") if t in DOC_BIT)
+            masks[i] = reduce(or_, (DOC_BIT[t] for t in str(u).split(";") if t in DOC_BIT), 0)
         return masks[codes]
 
     @cached_property
