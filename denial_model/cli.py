@@ -155,6 +155,67 @@ def sample(
     console.print(f"wrote {len(df)} lines to {output}")
 
 
+def print_history_summary(summary, title: str = "Simulated history") -> None:
+    t = Table(title=title)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_row("lines", f"{summary.lines:,}")
+    t.add_row("claims", f"{summary.claims:,}")
+    t.add_row("line denial rate", f"{summary.denial_rate:.1%}")
+    for ptype, rate in summary.payer_rates().items():
+        t.add_row(f"  denial rate, {ptype}", f"{rate:.1%}")
+    t.add_row("lines with planted rule breaks", f"{summary.planted_lines:,}")
+    console.print(t)
+    g = Table(title="Denials by cause (from the CARC)")
+    g.add_column("cause")
+    g.add_column("denials", justify="right")
+    g.add_column("share", justify="right")
+    for grp, n in sorted(summary.by_group.items(), key=lambda kv: -kv[1]):
+        g.add_row(grp, f"{n:,}", f"{n / max(summary.denied, 1):.1%}")
+    console.print(g)
+
+
+@app.command()
+@friendly
+def simulate(
+    output: Annotated[Path, typer.Option("--output", "-o", help="History file (.parquet or .csv).")],
+    lines: Annotated[int, typer.Option(help="About this many lines (whole claims).")] = 200_000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed and config, same bytes.")] = 0,
+    start: Annotated[str | None, typer.Option(help="First service date (YYYY-MM-DD).")] = None,
+    months: Annotated[int | None, typer.Option(help="Months of service dates.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file overriding any simulator setting.")] = None,
+) -> None:
+    """Simulate a claim history with outcomes and p_true (shared/spec/history.md)."""
+    from datetime import date
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from denial_model.simulate import SimConfig, write_history
+
+    overrides = {
+        "lines": lines,
+        "seed": seed,
+        "months": months,
+        "start": date.fromisoformat(start) if start else None,
+    }
+    cfg = (
+        SimConfig.from_yaml(config, **overrides)
+        if config
+        else SimConfig(**{k: v for k, v in overrides.items() if v is not None})
+    )
+    with Progress(
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} lines"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("simulate", total=cfg.lines)
+        summary = write_history(cfg, output, on_chunk=lambda s: progress.update(task, completed=s.lines))
+    print_history_summary(summary, title=f"Simulated history -> {output}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -137,14 +137,14 @@ class SimConfig:
         units_dose_mismatch=0.02,
         units_exceed_maximum=0.008,
         wastage_modifier=0.06,
-        modifier_invalid=0.02,
+        modifier_invalid=0.04,
         diagnosis_not_supported=0.02,
         prior_auth_missing=0.05,
         documentation_missing=0.07,
         frequency_exceeded=0.02,
         place_of_service_invalid=0.008,
         not_covered=0.006,
-        timely_filing=0.015,
+        timely_filing=0.006,
         duplicate_line=0.008,
         administration_missing=0.02,
         code_invalid=0.004,
@@ -465,9 +465,11 @@ def _block(cfg: SimConfig, world: World, ref: Reference, b: int) -> pd.DataFrame
     code = np.where(bad, "J2316", code).astype(object)  # a transposed digit: no such code
     plant("code_invalid", bad)
     plant("code_drug_mismatch", bad)  # and the Vivitrol NDC belongs to J2315
+    typo = bad
 
     bad = chance(
-        "noc_specific_code_exists", drug_line & np.isin(c_drug, ["esketamine", "naltrexone"]) & ~doc_code
+        "noc_specific_code_exists",
+        drug_line & np.isin(c_drug, ["esketamine", "naltrexone"]) & ~doc_code & ~typo,
     )
     code = np.where(bad, "J3490", code).astype(object)
     mods = np.where(bad, "", mods).astype(object)
@@ -846,3 +848,146 @@ def iter_chunks(cfg: SimConfig, ref: Reference | None = None) -> Iterator[pd.Dat
 def simulate(cfg: SimConfig | None = None, ref: Reference | None = None) -> pd.DataFrame:
     """The whole history in memory (for tests and notebooks; use `write_history` at scale)."""
     return pd.concat(list(iter_chunks(cfg or SimConfig(), ref)), ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- writing
+
+DENIAL_GROUPS = {
+    "CO-16": "missing information",
+    "CO-197": "authorization",
+    "CO-50": "medical necessity",
+    "CO-11": "medical necessity",
+    "CO-4": "coding error",
+    "CO-181": "coding error",
+    "CO-151": "coding error",
+    "CO-29": "timely filing",
+    "CO-18": "duplicate",
+    "CO-119": "frequency",
+    "CO-96": "not covered",
+    "CO-58": "place of service",
+    "CO-45": "contract / fee schedule",
+}
+
+
+@dataclass
+class HistorySummary:
+    """Running totals a simulation prints: lines, claims, denial rates, denial causes."""
+
+    lines: int = 0
+    claims: int = 0
+    denied: int = 0
+    by_payer_type: dict = field(default_factory=dict)  # type -> [lines, denied]
+    by_carc: dict = field(default_factory=dict)
+    by_group: dict = field(default_factory=dict)
+    planted_lines: int = 0
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        self.lines += len(chunk)
+        self.claims += chunk["claim_id"].nunique()
+        self.denied += int(chunk["denied"].sum())
+        self.planted_lines += int((chunk["planted_categories"] != "").sum())
+        g = chunk.groupby("payer_type", observed=True)["denied"].agg(["size", "sum"])
+        for t, row in g.iterrows():
+            cur = self.by_payer_type.setdefault(t, [0, 0])
+            cur[0] += int(row["size"])
+            cur[1] += int(row["sum"])
+        for carc, n in chunk.loc[chunk["denied"], "carc_codes"].value_counts().items():
+            self.by_carc[carc] = self.by_carc.get(carc, 0) + int(n)
+            grp = DENIAL_GROUPS.get(carc, "other")
+            self.by_group[grp] = self.by_group.get(grp, 0) + int(n)
+
+    @property
+    def denial_rate(self) -> float:
+        return self.denied / self.lines if self.lines else 0.0
+
+    def payer_rates(self) -> dict[str, float]:
+        return {t: d / n for t, (n, d) in sorted(self.by_payer_type.items())}
+
+    def to_dict(self) -> dict:
+        return {
+            "lines": self.lines,
+            "claims": self.claims,
+            "denial_rate": self.denial_rate,
+            "denial_rate_by_payer_type": self.payer_rates(),
+            "denials_by_carc": self.by_carc,
+            "denials_by_group": self.by_group,
+            "lines_with_planted_breaks": self.planted_lines,
+        }
+
+
+def _arrow_table(chunk: pd.DataFrame):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(chunk, preserve_index=False, schema=_schema())
+
+
+def _schema():
+    import pyarrow as pa
+
+    s, f, d = pa.string(), pa.float64(), pa.timestamp("ns")
+    types = {
+        "claim_id": s,
+        "line_number": pa.int64(),
+        "patient_id": s,
+        "provider_npi": s,
+        "payer_id": s,
+        "payer_type": s,
+        "service_date": d,
+        "submission_date": d,
+        "place_of_service": s,
+        "hcpcs_code": s,
+        "modifiers": s,
+        "units": f,
+        "billed_amount": f,
+        "dose_mg": f,
+        "ndc": s,
+        "ndc_quantity": f,
+        "ndc_unit": s,
+        "drug_description": s,
+        "diagnosis_codes": s,
+        "prior_auth_number": s,
+        "documentation": s,
+        "denied": pa.bool_(),
+        "carc_codes": s,
+        "paid_amount": f,
+        "adjudication_date": d,
+        "p_true": f,
+        "planted_categories": s,
+    }
+    return pa.schema([(c, types[c]) for c in COLUMN_ORDER])
+
+
+def write_history(
+    cfg: SimConfig,
+    path: str | Path,
+    ref: Reference | None = None,
+    on_chunk: Any = None,
+) -> HistorySummary:
+    """Simulate and write in chunks (Parquet row groups or CSV appends); memory stays flat.
+
+    The file appears under its name only when complete (written to a temporary name first).
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    summary = HistorySummary()
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    writer = pq.ParquetWriter(tmp, _schema()) if parquet else None
+    try:
+        for i, chunk in enumerate(iter_chunks(cfg, ref)):
+            if writer is not None:
+                writer.write_table(_arrow_table(chunk))
+            else:
+                chunk.to_csv(
+                    tmp, mode="w" if i == 0 else "a", header=i == 0, index=False, date_format="%Y-%m-%d"
+                )
+            summary.add(chunk)
+            if on_chunk is not None:
+                on_chunk(summary)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+    return summary
