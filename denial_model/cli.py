@@ -14,6 +14,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -214,6 +215,120 @@ def simulate(
         task = progress.add_task("simulate", total=cfg.lines)
         summary = write_history(cfg, output, on_chunk=lambda s: progress.update(task, completed=s.lines))
     print_history_summary(summary, title=f"Simulated history -> {output}")
+
+
+METRIC_COLUMNS = (
+    "auroc",
+    "average_precision",
+    "log_loss",
+    "brier",
+    "ece",
+    "recall_top10",
+    "precision_at_threshold",
+    "dollars_at_risk_caught",
+)
+
+
+def print_metric_table(table, title: str, payer_type: str = "all") -> None:
+    t = Table(title=title)
+    t.add_column("model")
+    for m in METRIC_COLUMNS:
+        t.add_column(m, justify="right")
+    for _, row in table[table["payer_type"] == payer_type].iterrows():
+        t.add_row(row["model"], *(f"{row[m]:.4f}" for m in METRIC_COLUMNS))
+    console.print(t)
+
+
+def print_by_payer(table) -> None:
+    t = Table(title="Model by payer type (test months)")
+    t.add_column("payer type")
+    t.add_column("lines", justify="right")
+    for m in ("auroc", "log_loss", "ece", "recall_top10"):
+        t.add_column(m, justify="right")
+        t.add_column(f"oracle {m}", justify="right") if m == "auroc" else None
+    for _, row in table[(table["model"] == "model") & (table["payer_type"] != "all")].iterrows():
+        oracle = table[(table["model"] == "oracle") & (table["payer_type"] == row["payer_type"])]
+        o = f"{oracle['auroc'].iloc[0]:.4f}" if len(oracle) else "-"
+        t.add_row(
+            row["payer_type"],
+            f"{row['lines']:,}",
+            f"{row['auroc']:.4f}",
+            o,
+            f"{row['log_loss']:.4f}",
+            f"{row['ece']:.4f}",
+            f"{row['recall_top10']:.4f}",
+        )
+    console.print(t)
+
+
+@app.command()
+@friendly
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Claim history with outcomes (.parquet or .csv).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write model.joblib.")],
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "denial-model",
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
+) -> None:
+    """Train, evaluate against baselines, save the artifact and track the run in MLflow."""
+    from denial_model.table import read_table
+    from denial_model.train import run_training
+
+    with console.status("reading history") as status:
+        history = read_table(data)
+        out = run_training(
+            history,
+            str(output),
+            track=not no_tracking,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            data_params={"path": str(data)},
+            progress=lambda text: status.update(text),
+        )
+    print_metric_table(out["table"], "Test months: the model beside the oracle and the baselines")
+    print_by_payer(out["table"])
+    th = out["manifest"]["thresholds"]
+    console.print(f"risk tiers: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
+    console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out['manifest']['sha256'][:12]})")
+    if out["tracking"]:
+        tr = out["tracking"]
+        console.print(
+            f"MLflow run {tr['run_id']} in experiment '{tr['experiment']}', model version "
+            f"{tr['model_version']}: {tr['decision']}"
+        )
+        if tr["tracking_uri"].startswith("sqlite:"):
+            console.print(f"see it: mlflow ui --backend-store-uri {tr['tracking_uri']}")
+
+
+@app.command()
+@friendly
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="model.joblib (with its manifest).")],
+    data: Annotated[Path, typer.Option("--data", help="Claim history with outcomes.")],
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metric table as JSON.")
+    ] = None,
+) -> None:
+    """Metric table of a trained model beside the baselines on the last months of DATA."""
+    from denial_model.artifact import load_artifact
+    from denial_model.evaluate import comparison_table
+    from denial_model.table import read_table
+    from denial_model.train import split_periods
+
+    loaded = load_artifact(model)
+    cfg = loaded.manifest.get("train_config", {})
+    with console.status("evaluating"):
+        history = read_table(data)
+        sp = split_periods(history, cfg.get("test_months", 4), cfg.get("calib_months", 2))
+        earlier = pd.concat([sp.train, sp.calib], ignore_index=True)
+        table = comparison_table(loaded.model, earlier, sp.test, loaded.thresholds.high)
+    print_metric_table(table, f"Test months {sp.bounds['test_from']} to {sp.bounds['test_to']}")
+    print_by_payer(table)
+    if json_path:
+        json_path.write_text(json.dumps({"split": sp.bounds, "rows": table.to_dict("records")}, indent=2))
+        console.print(f"wrote {json_path}")
 
 
 def main() -> None:  # pragma: no cover

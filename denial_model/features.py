@@ -62,3 +62,171 @@ class RuleFeaturizer(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "pack_")
         return self.rule_ids_.copy()
+
+
+# ----------------------------------------------------------------------------- claim features
+
+HISTORY_KEYS = {
+    "provider": ("provider_npi",),
+    "payer_code": ("payer_id", "hcpcs_code"),
+    "payer": ("payer_id",),
+}
+CATEGORICAL = ("payer_id", "payer_type", "hcpcs_code", "place_of_service", "drug", "dx_group", "provider_npi")
+NUMERIC = (
+    "units",
+    "billed_amount",
+    "dose_mg",
+    "days_to_submission",
+    "n_modifiers",
+    "n_diagnoses",
+    "n_documentation",
+    "has_ndc",
+    "has_prior_auth",
+    "has_description",
+    "mod_jw",
+    "mod_jz",
+    "mod_25",
+    "mod_59",
+)
+
+
+def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.Series:
+    out = df[cols[0]].astype(str)
+    for c in cols[1:]:
+        out = out + "|" + df[c].astype(str)
+    return out
+
+
+class _History:
+    """Daily denial counts per key, cumulated, for 'rate among lines adjudicated before t'."""
+
+    def __init__(self, keys: pd.Series, adj_day: np.ndarray, denied: np.ndarray):
+        g = (
+            pd.DataFrame({"k": keys.to_numpy(dtype=object), "d": adj_day, "y": denied.astype(float)})
+            .groupby(["k", "d"], sort=True)["y"]
+            .agg(["size", "sum"])
+            .reset_index()
+        )
+        self.index = {k: i for i, k in enumerate(pd.unique(g["k"]))}
+        kid = g["k"].map(self.index).to_numpy(dtype=np.int64)
+        self.combined = kid * 1_000_000 + g["d"].to_numpy(dtype=np.int64)
+        self.cum_n = np.r_[0, np.cumsum(g["size"].to_numpy())]
+        self.cum_y = np.r_[0.0, np.cumsum(g["sum"].to_numpy())]
+        starts = np.searchsorted(self.combined, np.arange(len(self.index)) * 1_000_000)
+        self.key_start = starts
+
+    def before(self, keys: pd.Series, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lines, denials) of each key adjudicated strictly before `day`."""
+        codes, uniques = pd.factorize(keys.to_numpy(dtype=object))
+        uid = np.array([self.index.get(u, -1) for u in uniques], dtype=np.int64)
+        kid = uid[codes] if len(codes) else np.zeros(0, np.int64)
+        known = kid >= 0
+        pos = np.searchsorted(self.combined, np.where(known, kid, 0) * 1_000_000 + day, side="left")
+        start = self.key_start[np.where(known, kid, 0)]
+        n = np.where(known, self.cum_n[pos] - self.cum_n[start], 0)
+        y = np.where(known, self.cum_y[pos] - self.cum_y[start], 0.0)
+        return n, y
+
+
+def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
+    return sum(((mask >> i) & 1) for i in range(bits)).astype(float)
+
+
+class ClaimFeatures(TransformerMixin, BaseEstimator):
+    """Rule hits plus claim attributes plus leakage-safe history, as one DataFrame.
+
+    History features are denial rates of the line's provider, payer and payer-code pair among
+    lines of the fitting history adjudicated before the line's submission date (smoothed
+    towards the overall rate). Labels of the table being transformed are never read.
+    Categorical columns keep their `max_levels` most frequent values (others become missing)
+    so HistGradientBoosting can split on them natively.
+    """
+
+    def __init__(self, pack_dir: str | Path | None = None, max_levels: int = 250, smoothing: float = 20.0):
+        self.pack_dir = pack_dir
+        self.max_levels = max_levels
+        self.smoothing = smoothing
+
+    def fit(self, X, y=None):
+        frame = as_claim_frame(X)
+        df = frame.df
+        self.rules_ = RuleFeaturizer(self.pack_dir).fit(frame)
+        base = self._attributes(frame, self.rules_.evaluate(frame).drug)
+        self.levels_ = {
+            c: sorted(
+                base[c]
+                .value_counts()
+                .sort_index()
+                .sort_values(ascending=False, kind="stable")
+                .index[: self.max_levels]
+                .tolist()
+            )
+            for c in CATEGORICAL
+        }
+        if y is None:
+            if "denied" not in df.columns:
+                raise ValueError("ClaimFeatures.fit needs outcomes: a 'denied' column or y")
+            y = df["denied"]
+        y = np.asarray(y, dtype=bool)
+        if "adjudication_date" not in df.columns:
+            raise ValueError("ClaimFeatures.fit needs 'adjudication_date' for leakage-safe history")
+        adj = pd.to_datetime(df["adjudication_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+        self.prior_ = float(y.mean())
+        self.history_ = {name: _History(_key(df, cols), adj, y) for name, cols in HISTORY_KEYS.items()}
+        self.feature_names_out_ = np.array(
+            [
+                *self.rules_.get_feature_names_out(),
+                *NUMERIC,
+                *CATEGORICAL,
+                *[f"hist_{k}_{s}" for k in HISTORY_KEYS for s in ("rate", "lines")],
+            ],
+            dtype=object,
+        )
+        return self
+
+    @staticmethod
+    def _attributes(frame: ClaimFrame, drug: np.ndarray) -> pd.DataFrame:
+        df = frame.df
+        out = pd.DataFrame(index=df.index)
+        for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service", "provider_npi"):
+            out[c] = df[c].astype(str).to_numpy(dtype=object)
+        out["drug"] = drug
+        out["dx_group"] = df["diagnosis_codes"].astype(str).str[:3].to_numpy(dtype=object)
+        return out
+
+    def transform(self, X):
+        check_is_fitted(self, "history_")
+        frame = as_claim_frame(X)
+        df = frame.df
+        result = self.rules_.evaluate(frame)
+        out = pd.DataFrame(result.hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
+        mods = df["modifiers"].astype(str)
+        num = {
+            "units": df["units"].to_numpy(dtype=float),
+            "billed_amount": df["billed_amount"].to_numpy(dtype=float),
+            "dose_mg": df["dose_mg"].to_numpy(dtype=float),
+            "days_to_submission": (df["submission_date"] - df["service_date"]).dt.days.to_numpy(dtype=float),
+            "n_modifiers": (mods.str.count(";") + (mods != "")).to_numpy(dtype=float),
+            "n_diagnoses": (df["diagnosis_codes"].astype(str).str.count(";") + 1).to_numpy(dtype=float),
+            "n_documentation": _popcount(frame.documentation_mask),
+            "has_ndc": (df["ndc"] != "").to_numpy(dtype=float),
+            "has_prior_auth": (df["prior_auth_number"] != "").to_numpy(dtype=float),
+            "has_description": (df["drug_description"] != "").to_numpy(dtype=float),
+        }
+        for m in ("JW", "JZ", "25", "59"):
+            num[f"mod_{m.lower()}"] = frame.has_modifier([m]).astype(float)
+        for k, v in num.items():
+            out[k] = v
+        attrs = self._attributes(frame, result.drug)
+        for c in CATEGORICAL:
+            out[c] = pd.Categorical(attrs[c], categories=self.levels_[c])
+        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        for name, cols in HISTORY_KEYS.items():
+            n, y = self.history_[name].before(_key(df, cols), sub)
+            out[f"hist_{name}_rate"] = (y + self.smoothing * self.prior_) / (n + self.smoothing)
+            out[f"hist_{name}_lines"] = n.astype(float)
+        return out[list(self.feature_names_out_)]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "history_")
+        return self.feature_names_out_.copy()

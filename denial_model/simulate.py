@@ -127,7 +127,7 @@ class SimConfig:
     )
     # payer types scale every strictness (Medicare pays more rule breaks than Medicaid does)
     strictness_scale: dict = _d(medicare=0.6, medicare_advantage=1.0, medicaid=1.0, commercial=0.9)
-    strictness_spread: float = 0.25  # payer-to-payer spread of strictness (logit scale sd)
+    strictness_spread: float = 0.8  # payer-to-payer spread of strictness (logit scale sd)
     # mean probability that a drug line of an eligible claim carries each mistake
     error_rates: dict = _d(
         code_drug_mismatch=0.012,

@@ -1,0 +1,238 @@
+"""MLflow tracking: the one module that talks to MLflow (estimators never do).
+
+Embedded default: a SQLite store under the working directory (`sqlite:///mlflow.db`) with
+local artifacts; `--tracking-uri` or `MLFLOW_TRACKING_URI` points at a team server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "denial-model"
+REGISTERED_MODEL = "denial-model"
+CHAMPION = "champion"
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _mlflow(uri: str | None):
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(resolve_uri(uri))
+    return mlflow
+
+
+def _plots(folder: Path, y: np.ndarray, p: np.ndarray, importance: pd.Series) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    paths = []
+
+    def save(fig, name):
+        path = folder / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr)
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test months")
+    save(fig, "roc.png")
+    prec, rec, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(rec, prec)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall, test months")
+    save(fig, "precision_recall.png")
+    obs, pred = calibration_curve(y, p, n_bins=15, strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(pred, obs, "o-")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(
+        xlabel="mean predicted probability", ylabel="observed denial rate", title="Calibration, test months"
+    )
+    save(fig, "calibration.png")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist([p[~y], p[y]], bins=40, label=["paid", "denied"], stacked=False, density=True, alpha=0.7)
+    ax.set(xlabel="denial probability", ylabel="density", title="Scores by outcome, test months")
+    ax.legend()
+    save(fig, "score_distribution.png")
+    top = importance.sort_values().tail(25)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.barh(top.index.astype(str), top.to_numpy())
+    ax.set(xlabel="log-loss increase when permuted", title="Feature importance (permutation, test sample)")
+    save(fig, "feature_importance.png")
+    return paths
+
+
+def permutation_importance_table(model, test: pd.DataFrame, sample: int = 5000, seed: int = 0) -> pd.Series:
+    """Permutation importance of each feature on a test sample (features computed once)."""
+    from sklearn.inspection import permutation_importance
+
+    rows = test.sample(min(sample, len(test)), random_state=seed)
+    feats = model.named_steps["features"].transform(rows)
+    clf = model.named_steps["classifier"]
+    res = permutation_importance(
+        clf,
+        feats,
+        rows["denied"].to_numpy(dtype=bool),
+        scoring="neg_log_loss",
+        n_repeats=2,
+        random_state=seed,
+    )
+    return pd.Series(res.importances_mean, index=feats.columns).sort_values(ascending=False)
+
+
+def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
+    """Flatten the comparison table: `<metric>` for the model overall, `<metric>_<payer_type>`,
+    and `<baseline>.<metric>` / `<baseline>.<metric>_<payer_type>` for the others."""
+    out = {}
+    metric_cols = [c for c in table.columns if c not in ("model", "payer_type", "lines")]
+    for _, row in table.iterrows():
+        prefix = "" if row["model"] == "model" else f"{row['model']}."
+        suffix = "" if row["payer_type"] == "all" else f"_{row['payer_type']}"
+        for m in metric_cols:
+            v = row[m]
+            if v == v:  # skip NaN
+                out[f"{prefix}{m}{suffix}"] = float(v)
+    return out
+
+
+def log_training(
+    *,
+    model,
+    thresholds,
+    table: pd.DataFrame,
+    test: pd.DataFrame,
+    params: dict,
+    manifest: dict,
+    artifact_path: str | Path,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    registered_model: str = REGISTERED_MODEL,
+) -> dict:
+    """One MLflow run for a training: params, metrics, plots, the model (registered), and the
+    champion decision (the alias moves only if the new model has lower log loss on the same
+    test lines than the current champion)."""
+    mlflow = _mlflow(tracking_uri)
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from denial_model.table import INPUT_COLUMNS
+
+    mlflow.set_experiment(experiment)
+    y = test["denied"].to_numpy(dtype=bool)
+    p = model.predict_proba(test)[:, 1]
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(
+            {k: (json.dumps(v, default=str) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
+        )
+        mlflow.log_metrics(metrics_dict(table))
+        folder = Path(tmp)
+        importance = permutation_importance_table(model, test)
+        for path in _plots(folder, y, p, importance):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+        table.to_csv(folder / "metrics_table.csv", index=False)
+        importance.rename("importance").to_csv(folder / "feature_importance.csv")
+        mlflow.log_artifact(str(folder / "metrics_table.csv"))
+        mlflow.log_artifact(str(folder / "feature_importance.csv"))
+        mlflow.log_dict(manifest, "manifest.json")
+        mlflow.log_artifact(str(artifact_path), artifact_path="joblib")
+        example = test[list(INPUT_COLUMNS)].head(5).copy()
+        for c in ("service_date", "submission_date"):
+            example[c] = example[c].astype(str).str[:10]
+        signature = infer_signature(example, p[:5])
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            serialization_format="cloudpickle",
+            registered_model_name=registered_model,
+        )
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        decision = _champion(mlflow, client, registered_model, version, test, y, p)
+        mlflow.set_tags({"champion_decision": decision["decision"], "model_version": version})
+        if decision.get("champion_log_loss") is not None:
+            mlflow.log_metrics(
+                {
+                    "champion.log_loss_same_test": decision["champion_log_loss"],
+                    "candidate.log_loss_same_test": decision["candidate_log_loss"],
+                }
+            )
+        return {
+            "run_id": run.info.run_id,
+            "experiment": experiment,
+            "model_version": version,
+            "tracking_uri": resolve_uri(tracking_uri),
+            **decision,
+        }
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [
+        f"{pkg}=={version(pkg)}"
+        for pkg in (
+            "denial-model",
+            "scikit-learn",
+            "pandas",
+            "numpy",
+            "pyarrow",
+            "pyyaml",
+            "simple-icd-10-cm",
+            "joblib",
+            "cloudpickle",
+        )
+    ]
+
+
+def _champion(
+    mlflow, client, name: str, version: str, test: pd.DataFrame, y: np.ndarray, p: np.ndarray
+) -> dict:
+    from mlflow.exceptions import MlflowException
+    from sklearn.metrics import log_loss
+
+    cand = float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[False, True]))
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        current = None
+    if current is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        return {
+            "decision": f"first model: version {version} is champion",
+            "champion_moved": True,
+            "candidate_log_loss": cand,
+            "champion_log_loss": None,
+        }
+    champ_model = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+    champ = float(
+        log_loss(y, np.clip(champ_model.predict_proba(test)[:, 1], 1e-6, 1 - 1e-6), labels=[False, True])
+    )
+    moved = cand < champ
+    if moved:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    text = (
+        f"version {version} log loss {cand:.5f} vs champion version {current.version} {champ:.5f} "
+        f"on the same test lines: {'alias moved' if moved else 'champion kept'}"
+    )
+    return {"decision": text, "champion_moved": moved, "candidate_log_loss": cand, "champion_log_loss": champ}

@@ -1,0 +1,232 @@
+"""The denial model: one Pipeline, labels never features, artifact integrity, MLflow tracking."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import Pipeline
+from typer.testing import CliRunner
+
+from denial_model.artifact import ArtifactError, load_artifact, manifest_path, save_artifact
+from denial_model.cli import app
+from denial_model.features import ClaimFeatures
+from denial_model.simulate import SimConfig, simulate
+from denial_model.table import LABEL_COLUMNS
+from denial_model.train import TrainConfig, run_training, train_model
+
+CFG = TrainConfig(max_iter=60)
+
+
+@pytest.fixture(scope="module")
+def history():
+    return simulate(SimConfig(lines=40_000, seed=21))
+
+
+@pytest.fixture(scope="module")
+def trained(history):
+    return train_model(history, CFG)
+
+
+def test_model_is_one_pipeline_of_features_and_calibrated_classifier(trained):
+    assert isinstance(trained.model, Pipeline)
+    assert [name for name, _ in trained.model.steps] == ["features", "classifier"]
+    p = trained.model.predict_proba(trained.splits.test)[:, 1]
+    assert ((p >= 0) & (p <= 1)).all() and len(p) == len(trained.splits.test)
+    assert 0 < trained.thresholds.medium <= trained.thresholds.high < 1
+
+
+def test_labels_and_p_true_are_never_features(trained):
+    test = trained.splits.test
+    feats = trained.model.named_steps["features"]
+    before = feats.transform(test)
+    rng = np.random.default_rng(0)
+    shuffled = test.copy()
+    for col in [*LABEL_COLUMNS, "planted_categories"]:
+        shuffled[col] = shuffled[col].to_numpy()[rng.permutation(len(shuffled))]
+    pd.testing.assert_frame_equal(before, feats.transform(shuffled))
+    assert not set(LABEL_COLUMNS) & set(feats.get_feature_names_out())
+    dropped = test.drop(columns=[*LABEL_COLUMNS, "planted_categories"])
+    pd.testing.assert_frame_equal(before, feats.transform(dropped))
+
+
+def test_history_features_use_only_lines_adjudicated_before_submission(history):
+    f = ClaimFeatures().fit(history)
+    first_day = history.sort_values("submission_date").head(50)
+    out = f.transform(first_day)
+    assert (out["hist_provider_lines"] == 0).all()  # nothing was adjudicated before the first submissions
+    assert np.allclose(out["hist_provider_rate"], f.prior_)
+
+
+def test_artifact_loads_in_a_fresh_process_and_scores(tmp_path, trained):
+    path = tmp_path / "model.joblib"
+    save_artifact(path, trained.model, trained.thresholds, {"auroc": 0.5}, "abc")
+    data = tmp_path / "lines.parquet"
+    trained.splits.test.head(200).to_parquet(data)
+    code = (
+        "import sys; from denial_model.artifact import load_artifact; import pandas as pd;"
+        "m = load_artifact(sys.argv[1]); p = m.predict_proba(pd.read_parquet(sys.argv[2]));"
+        "print(len(p), float(p.min()) >= 0, float(p.max()) <= 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(data)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["200", "True", "True"]
+    expected = trained.model.predict_proba(trained.splits.test.head(200))[:, 1]
+    assert np.allclose(load_artifact(path).predict_proba(pd.read_parquet(data)), expected)
+
+
+def test_tampered_artifact_is_refused_and_version_mismatch_warns(tmp_path, trained):
+    path = tmp_path / "model.joblib"
+    save_artifact(path, trained.model, trained.thresholds, {}, "abc")
+    manifest = json.loads(manifest_path(path).read_text())
+    assert {
+        "sha256",
+        "sklearn_version",
+        "rule_pack_sha256",
+        "feature_schema",
+        "thresholds",
+        "training_data_fingerprint",
+        "metrics",
+    } <= set(manifest)
+    manifest["sklearn_version"] = "0.0.1"
+    manifest_path(path).write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="sklearn 0.0.1"):
+        load_artifact(path)
+    blob = joblib.load(path)
+    blob["thresholds"].high = 0.99
+    tampered = tmp_path / "tampered.joblib"
+    joblib.dump(blob, tampered)
+    manifest_path(tampered).write_text(manifest_path(path).read_text())
+    with pytest.raises(ArtifactError, match="does not match"):
+        load_artifact(tampered)
+    (tmp_path / "bare.joblib").write_bytes(path.read_bytes())
+    with pytest.raises(ArtifactError, match="no manifest"):
+        load_artifact(tmp_path / "bare.joblib")
+
+
+def _run_and_check(uri, history, tmp_path, experiment):
+    import mlflow
+    from mlflow import MlflowClient
+
+    out1 = run_training(history, str(tmp_path / "m1.joblib"), CFG, tracking_uri=uri, experiment=experiment)
+    tr = out1["tracking"]
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    run = client.get_run(tr["run_id"])
+    assert {
+        "auroc",
+        "log_loss",
+        "ece",
+        "oracle.auroc",
+        "rules_only.auroc",
+        "logistic_regression.auroc",
+        "auroc_medicare",
+        "dollars_at_risk_caught",
+    } <= set(run.data.metrics)
+    assert run.data.params["data.fingerprint"] == out1["manifest"]["training_data_fingerprint"]
+    assert "rule_pack.sha256" in run.data.params
+    plots = {a.path for a in client.list_artifacts(tr["run_id"], "plots")}
+    assert {
+        "plots/roc.png",
+        "plots/precision_recall.png",
+        "plots/calibration.png",
+        "plots/score_distribution.png",
+        "plots/feature_importance.png",
+    } <= plots
+    champion = client.get_model_version_by_alias("denial-model", "champion")
+    assert str(champion.version) == tr["model_version"]
+    # a worse candidate on the same test lines does not take the alias; the comparison is logged
+    out2 = run_training(
+        history,
+        str(tmp_path / "m2.joblib"),
+        TrainConfig(max_iter=3, learning_rate=0.02),
+        tracking_uri=uri,
+        experiment=experiment,
+    )
+    assert out2["tracking"]["champion_moved"] is False
+    assert str(client.get_model_version_by_alias("denial-model", "champion").version) == tr["model_version"]
+    run2 = client.get_run(out2["tracking"]["run_id"])
+    assert "champion.log_loss_same_test" in run2.data.metrics
+    loaded = mlflow.sklearn.load_model("models:/denial-model@champion")
+    assert np.allclose(
+        loaded.predict_proba(history.tail(50))[:, 1],
+        out1["result"].model.predict_proba(history.tail(50))[:, 1],
+    )
+
+
+@pytest.mark.slow
+def test_training_is_tracked_in_an_embedded_sqlite_store(tmp_path, history, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _run_and_check(f"sqlite:///{tmp_path / 'mlflow.db'}", history, tmp_path, "sqlite-test")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, history):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        _run_and_check(f"http://127.0.0.1:{port}", history, tmp_path, "server-test")
+        assert any((tmp_path / "artifacts").rglob("roc.png"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "h.parquet"
+    history.to_parquet(data)
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", str(data), "--output", "model.joblib", "--no-tracking"])
+    assert res.exit_code == 0, res.output
+    for words in ("oracle", "rules_only", "payer_base_rate", "logistic_regression", "risk tiers"):
+        assert words in res.output
+    res = runner.invoke(app, ["evaluate", "--model", "model.joblib", "--data", str(data), "--json", "m.json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    models = {r["model"] for r in rows}
+    assert {"model", "oracle", "rules_only", "payer_base_rate", "logistic_regression"} <= models
+    assert {r["payer_type"] for r in rows} >= {"all", "medicare", "commercial"}
