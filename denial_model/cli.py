@@ -331,6 +331,94 @@ def evaluate(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+@friendly
+def score(
+    input: Annotated[Path, typer.Argument(help="Claim lines to score (.csv or .parquet).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Scored lines (.csv or .parquet).")],
+    model: Annotated[
+        str, typer.Option("--model", help="model.joblib, or an MLflow URI (models:/denial-model@champion).")
+    ],
+    rejects: Annotated[
+        Path | None, typer.Option(help="Rows that failed validation (default <output>.rejects.csv).")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="Earlier lines for duplicate and frequency rules.")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")
+    ] = None,
+    no_tracking: Annotated[
+        bool, typer.Option("--no-tracking", help="Do not record the batch in MLflow.")
+    ] = False,
+    upload_output: Annotated[
+        bool, typer.Option("--upload-output", help="Also upload the scored file (PHI).")
+    ] = False,
+    chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
+) -> None:
+    """Score a batch: probability, risk tier, rule hits, reasons and fixes per line."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from denial_model.artifact import load_artifact
+    from denial_model.score import score_file
+    from denial_model.table import read_table
+
+    loaded = load_registered(model, tracking_uri) if model.startswith("models:/") else load_artifact(model)
+    hist = read_table(history) if history else None
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scoring")
+        summary = score_file(
+            input,
+            output,
+            loaded,
+            rejects,
+            history=hist,
+            chunk_lines=chunk_lines,
+            on_chunk=lambda s: progress.update(task, description=f"scored {s.scored:,} lines"),
+        )
+    t = Table(title=f"Scored {input} -> {output}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k, v in (
+        ("rows in", summary.rows_in),
+        ("scored", summary.scored),
+        ("rejected", summary.rejected),
+        *((f"tier {k}", v) for k, v in summary.tiers.items()),
+    ):
+        t.add_row(k, f"{v:,}")
+    t.add_row("dollars at risk", f"${summary.dollars_at_risk:,.0f}")
+    console.print(t)
+    if not no_tracking:
+        from denial_model.tracking import log_scoring
+
+        out = log_scoring(
+            summary,
+            params={
+                "input": str(input),
+                "model": model,
+                "drift_reference": loaded.manifest.get("drift_reference"),
+            },
+            tracking_uri=tracking_uri,
+            output_path=output,
+            upload_output=upload_output,
+        )
+        if out["drift_warning"]:
+            err_console.print(f"[yellow]warning:[/] drift (PSI > 0.2) in: {', '.join(out['drift_warning'])}")
+        console.print(f"MLflow scoring run {out['run_id']}")
+
+
+def load_registered(ref: str, uri: str | None):
+    from denial_model.tracking import load_registered as _load
+
+    return _load(ref, uri)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -195,8 +195,11 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         return out
 
     def transform(self, X):
+        return self.transform_with_rules(as_claim_frame(X))[0]
+
+    def transform_with_rules(self, frame: ClaimFrame) -> tuple[pd.DataFrame, RuleResult]:
+        """Features and the rule result they were built from (scoring needs both)."""
         check_is_fitted(self, "history_")
-        frame = as_claim_frame(X)
         df = frame.df
         result = self.rules_.evaluate(frame)
         out = pd.DataFrame(result.hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
@@ -225,7 +228,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             n, y = self.history_[name].before(_key(df, cols), sub)
             out[f"hist_{name}_rate"] = (y + self.smoothing * self.prior_) / (n + self.smoothing)
             out[f"hist_{name}_lines"] = n.astype(float)
-        return out[list(self.feature_names_out_)]
+        return out[list(self.feature_names_out_)], result
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "history_")

@@ -236,3 +236,89 @@ def _champion(
         f"on the same test lines: {'alias moved' if moved else 'champion kept'}"
     )
     return {"decision": text, "champion_moved": moved, "candidate_log_loss": cand, "champion_log_loss": champ}
+
+
+def load_registered(ref: str, tracking_uri: str | None = None):
+    """A model by MLflow URI (`models:/denial-model@champion`, `models:/denial-model/3`) with its
+    thresholds and manifest from the training run."""
+    mlflow = _mlflow(tracking_uri)
+    from mlflow import MlflowClient
+
+    from denial_model.artifact import LoadedModel
+    from denial_model.train import Thresholds
+
+    client = MlflowClient()
+    name_ver = ref.removeprefix("models:/")
+    if "@" in name_ver:
+        name, alias = name_ver.split("@", 1)
+        mv = client.get_model_version_by_alias(name, alias)
+    else:
+        name, version = name_ver.split("/", 1)
+        mv = client.get_model_version(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(mv.run_id, "manifest.json", tmp)
+        manifest = json.loads(Path(path).read_text())
+    model = mlflow.sklearn.load_model(ref)
+    return LoadedModel(model=model, thresholds=Thresholds(**manifest["thresholds"]), manifest=manifest)
+
+
+def log_scoring(
+    summary,
+    *,
+    params: dict,
+    tracking_uri: str | None = None,
+    experiment: str = "denial-model-scoring",
+    output_path: str | Path | None = None,
+    upload_output: bool = False,
+    drift_threshold: float = 0.2,
+) -> dict:
+    """One MLflow run per scoring job: counts, score distribution, tiers, rule-hit rates,
+    dollars at risk and drift (PSI) of the score and main features against training."""
+    from denial_model.score import SCORE_BINS, psi
+
+    mlflow = _mlflow(tracking_uri)
+    mlflow.set_experiment(experiment)
+    reference = params.pop("drift_reference", None)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(params)
+        scored = max(summary.scored, 1)
+        metrics = {
+            "lines_in": summary.rows_in,
+            "lines_scored": summary.scored,
+            "lines_rejected": summary.rejected,
+            "dollars_at_risk": summary.dollars_at_risk,
+            "billed_amount": summary.billed,
+            **{f"tier_{k}": v for k, v in summary.tiers.items()},
+            **{f"score_{k}": v for k, v in summary.quantiles().items()},
+            **{f"rule_hit_rate.{c}": n / scored for c, n in summary.category_lines.items()},
+        }
+        drift = {}
+        if reference:
+            refs = {
+                "score": reference["score"],
+                **reference.get("numeric", {}),
+                **reference.get("categorical", {}),
+            }
+            for name, counts in summary.features.items():
+                if name in refs:
+                    drift[name] = psi(np.asarray(refs[name]["counts"]), np.asarray(counts))
+            metrics.update({f"psi.{k}": v for k, v in drift.items()})
+        mlflow.log_metrics(metrics)
+        drifted = sorted(k for k, v in drift.items() if v > drift_threshold)
+        mlflow.set_tags({"drift_warning": ", ".join(drifted) if drifted else "none"})
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.bar(SCORE_BINS[:-1], summary.score_hist, width=np.diff(SCORE_BINS), align="edge")
+        ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
+        fig.tight_layout()
+        fig.savefig(Path(tmp) / "score_histogram.png", dpi=100)
+        plt.close(fig)
+        mlflow.log_artifact(str(Path(tmp) / "score_histogram.png"), artifact_path="plots")
+        mlflow.log_dict({"drift_psi": drift, "tiers": summary.tiers}, "batch_summary.json")
+        if upload_output and output_path is not None:
+            mlflow.log_artifact(str(output_path), artifact_path="scored")  # holds PHI: only on request
+        return {"run_id": run.info.run_id, "drift": drift, "drift_warning": drifted}

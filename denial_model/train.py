@@ -190,13 +190,24 @@ def run_training(
         **{f"data.{k}": v for k, v in (data_params or {}).items()},
     }
     step("saving the artifact")
+    from denial_model.score import reference_profile
+
+    feats = result.model.named_steps["features"]
+    x_train = feats.transform(result.splits.train)
+    drift_reference = reference_profile(
+        x_train, result.model.named_steps["classifier"].predict_proba(x_train)[:, 1]
+    )
     manifest = save_artifact(
         output,
         result.model,
         result.thresholds,
         metrics_dict(table),
         fingerprint,
-        extra={"split": result.splits.bounds, "train_config": cfg.to_dict()},
+        extra={
+            "split": result.splits.bounds,
+            "train_config": cfg.to_dict(),
+            "drift_reference": drift_reference,
+        },
     )
     tracked = None
     if track:

@@ -1,0 +1,160 @@
+"""Batch scoring: accounting, reasons and fixes that really help, streaming, tracking."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from denial_model.artifact import load_artifact, save_artifact
+from denial_model.cli import app
+from denial_model.samples import clean_claim
+from denial_model.score import SCORE_COLUMNS, score_file, score_frame
+from denial_model.simulate import SimConfig, simulate
+from denial_model.train import TrainConfig, run_training
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    history = simulate(SimConfig(lines=40_000, seed=31))
+    out = run_training(history, str(folder / "model.joblib"), TrainConfig(max_iter=80), track=False)
+    assert "drift_reference" in out["manifest"]
+    return folder / "model.joblib"
+
+
+@pytest.fixture(scope="module")
+def batch():
+    df = simulate(SimConfig(lines=12_000, seed=77, start=pd.Timestamp("2025-10-01").date(), months=1))
+    return df.sort_values(["service_date", "claim_id", "line_number"], kind="stable").reset_index(drop=True)
+
+
+def test_score_columns_are_added_and_input_columns_kept(model_path, batch):
+    loaded = load_artifact(model_path)
+    scored, rejects = score_frame(batch, loaded)
+    assert len(rejects) == 0 and len(scored) == len(batch)
+    assert list(scored.columns[: len(batch.columns)]) == list(batch.columns)
+    assert set(SCORE_COLUMNS) <= set(scored.columns)
+    assert scored["denial_probability"].between(0, 1).all()
+    assert set(scored["risk_tier"]) <= {"low", "medium", "high"}
+    high = scored[scored["risk_tier"] == "high"]
+    assert len(high) and (high["reasons"] != "").all()
+    flagged = scored[scored["rule_hits"] != ""]
+    assert (flagged["reasons"] != "").all() and (flagged["fixes"].str.contains(" -> ")).all()
+    assert np.allclose(
+        scored["dollars_at_risk"], (scored["denial_probability"] * scored["billed_amount"]).round(2)
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "rule", "fix"),
+    [
+        ({"prior_auth_number": ""}, "esketamine.prior_auth", {"prior_auth_number": "PA-123"}),
+        ({"hcpcs_code": "J3031"}, "esketamine.document_code", {"hcpcs_code": "S0013"}),
+        ({"place_of_service": "12"}, "esketamine.place_of_service", {"place_of_service": "11"}),
+    ],
+)
+def test_fixes_really_lower_the_score_when_applied_and_rescored(model_path, change, rule, fix):
+    loaded = load_artifact(model_path)
+    claim = clean_claim("esketamine", "commercial", service_date=pd.Timestamp("2025-10-06").date())
+    broken = claim.copy()
+    for k, v in change.items():
+        broken.loc[0, k] = v
+    scored, _ = score_frame(broken, loaded)
+    assert rule in scored.loc[0, "rule_hits"].split(";")
+    reasons = scored.loc[0, "reasons"].split(" | ")
+    fixes = scored.loc[0, "fixes"].split(" | ")
+    k = next(i for i, r in enumerate(reasons) if r.startswith(rule))
+    promised = float(fixes[k].rsplit("-> ", 1)[1])
+    repaired = broken.copy()
+    for kk, v in fix.items():
+        repaired.loc[0, kk] = v
+    after, _ = score_frame(repaired, loaded)
+    assert after.loc[0, "denial_probability"] < scored.loc[0, "denial_probability"]
+    assert promised <= round(
+        scored.loc[0, "denial_probability"], 2
+    )  # the reported fix never raises the score
+
+
+def test_rows_in_equal_scored_plus_rejected_with_bad_rows(tmp_path, model_path, batch):
+    raw = batch.head(3000).copy().astype(str).replace({"nan": "", "NaT": ""})
+    for c in ("service_date", "submission_date", "adjudication_date"):
+        raw[c] = raw[c].str[:10]
+    raw.loc[10, "units"] = "-1"
+    raw.loc[2500, "ndc"] = "12345678"
+    raw.loc[2999, "payer_type"] = "tricare"
+    src = tmp_path / "in.csv"
+    raw.to_csv(src, index=False)
+    out, rej = tmp_path / "out.csv", tmp_path / "rej.csv"
+    s = score_file(src, out, load_artifact(model_path), rej, chunk_lines=700)
+    scored, rejects = pd.read_csv(out), pd.read_csv(rej)
+    assert len(scored) + len(rejects) == len(raw) == s.rows_in
+    assert sorted(rejects["row"]) == [10, 2500, 2999]
+    assert dict(zip(rejects["row"], rejects["column"], strict=True)) == {
+        10: "units",
+        2500: "ndc",
+        2999: "payer_type",
+    }
+
+
+def test_output_does_not_depend_on_chunk_size(tmp_path, model_path, batch):
+    src = tmp_path / "b.parquet"
+    batch.to_parquet(src)
+    loaded = load_artifact(model_path)
+    a, b = tmp_path / "a.parquet", tmp_path / "b_out.parquet"
+    score_file(src, a, loaded, chunk_lines=1_000)
+    score_file(src, b, loaded, chunk_lines=50_000)
+    pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
+    whole, _ = score_frame(batch, loaded)
+    pd.testing.assert_frame_equal(pd.read_parquet(a)[list(SCORE_COLUMNS)], whole[list(SCORE_COLUMNS)])
+
+
+def test_a_failed_job_leaves_no_output_that_looks_complete(tmp_path, model_path, batch):
+    src = tmp_path / "in.parquet"
+    batch.drop(columns=["payer_type"]).to_parquet(src)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match="payer_type"):
+        score_file(src, out, load_artifact(model_path))
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_score_records_a_tracked_batch_run(tmp_path, model_path, batch, monkeypatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    src = tmp_path / "b.parquet"
+    batch.to_parquet(src)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = CliRunner().invoke(
+        app,
+        ["score", str(src), "--output", "scored.parquet", "--model", str(model_path), "--tracking-uri", uri],
+    )
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "scored.parquet")) == len(batch)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("denial-model-scoring")
+    run = client.search_runs([exp.experiment_id])[0]
+    m = run.data.metrics
+    assert m["lines_scored"] == len(batch) and m["lines_rejected"] == 0
+    assert {
+        "score_q50",
+        "tier_high",
+        "dollars_at_risk",
+        "psi.score",
+        "rule_hit_rate.prior_auth_missing",
+    } <= set(m)
+    assert "drift_warning" in run.data.tags
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/score_histogram.png"]
+    assert not client.list_artifacts(run.info.run_id, "scored")  # PHI is not uploaded by default
+
+
+def test_model_without_drift_reference_still_scores(tmp_path, model_path, batch):
+    loaded = load_artifact(model_path)
+    path = tmp_path / "old.joblib"
+    save_artifact(path, loaded.model, loaded.thresholds, {}, "x")
+    src = tmp_path / "b.parquet"
+    batch.head(500).to_parquet(src)
+    s = score_file(src, tmp_path / "o.parquet", load_artifact(path))
+    assert s.scored == 500 and s.features == {}
