@@ -57,6 +57,15 @@ class LoadedModel:
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(df)[:, 1]
 
+    @property
+    def predictor(self):
+        """The classifier step's fast exact predictor (built once; see `denial_model.predict`)."""
+        if getattr(self, "_predictor", None) is None:
+            from denial_model.predict import make_predictor
+
+            self._predictor = make_predictor(self.model.named_steps["classifier"])
+        return self._predictor
+
 
 def save_artifact(
     path: str | Path,

@@ -16,29 +16,30 @@ import pandas as pd
 from denial_model.rules.engine import RuleResult
 
 SEP = " | "
+_PROB_TEXT = np.array([f"{i / 100:.2f}" for i in range(101)], dtype=object)
 
 
-def counterfactuals(
-    classifier, features: pd.DataFrame, result: RuleResult, p: np.ndarray
-) -> dict[str, np.ndarray]:
+def _prob_text(p: np.ndarray) -> np.ndarray:
+    """Probabilities as two-decimal strings, by lookup (no per-line formatting)."""
+    return _PROB_TEXT[np.clip(np.rint(np.asarray(p) * 100), 0, 100).astype(np.int64)]
+
+
+def counterfactuals(predictor, prepared, result: RuleResult, p: np.ndarray) -> dict[str, np.ndarray]:
     """rule id -> probability after correcting that finding (NaN where the rule did not fire).
 
-    Every (line, fired rule) pair becomes one row of a single frame, scored in one call."""
+    `predictor` is a `denial_model.predict` predictor and `prepared` its `prepare(features)`.
+    Every (line, fired rule) pair becomes one row of a single block, scored in one call."""
     hits = result.hits
     blocks = [(j, np.flatnonzero(hits[:, j])) for j in range(hits.shape[1])]
     blocks = [(j, rows) for j, rows in blocks if len(rows)]
     if not blocks:
         return {}
-    all_rows = np.concatenate([rows for _, rows in blocks])
-    big = features.iloc[all_rows].reset_index(drop=True)
+    big = predictor.take(prepared, np.concatenate([rows for _, rows in blocks]))
     start = 0
     for j, rows in blocks:
-        col = result.rules[j].id
-        values = big[col].to_numpy(copy=True)
-        values[start : start + len(rows)] = 0.0
-        big[col] = values
+        predictor.set_zero(big, slice(start, start + len(rows)), result.rules[j].id)
         start += len(rows)
-    scored = classifier.predict_proba(big)[:, 1]
+    scored = predictor.proba(big)
     out: dict[str, np.ndarray] = {}
     start = 0
     for j, rows in blocks:
@@ -59,19 +60,23 @@ def reasons_and_fixes(
     payer: np.ndarray,
     code: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per line: reasons and fixes strings, most important first, ' | '-separated."""
+    """Per line: reasons and fixes strings, most important first, ' | '-separated.
+
+    Works on the (line, fired rule) pairs only, sorted once by line and by how much the fix
+    lowers the probability; the strings are then assembled rank by rank for all lines."""
     n = len(p)
     rules = {r.id: r for r in result.rules}
     ids = list(after)
-    if ids:
-        drops = np.column_stack([p - after[i] for i in ids])  # NaN where not fired
-        order = np.argsort(-np.nan_to_num(drops, nan=-np.inf), axis=1, kind="stable")
     reasons = np.full(n, "", dtype=object)
     fixes = np.full(n, "", dtype=object)
     if ids:
-        fired = ~np.isnan(drops)
-        n_fired = fired.sum(axis=1)
         after_m = np.column_stack([after[i] for i in ids])
+        row, j = np.nonzero(~np.isnan(after_m))
+        a = after_m[row, j]
+        order = np.lexsort((j, a, row))  # by line, then lowest probability after the fix first
+        row, j, a = row[order], j[order], a[order]
+        first = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
+        rank = np.arange(len(row)) - np.repeat(first, np.diff(np.r_[first, len(row)]))
         what = np.array(
             [
                 f"{i} ({rules[i].carc}{'/' + rules[i].remark if rules[i].remark else ''}): {rules[i].message}"
@@ -80,30 +85,27 @@ def reasons_and_fixes(
             dtype=object,
         )
         how = np.array([rules[i].fix + ": " for i in ids], dtype=object)
-        p_text = np.char.mod("%.2f", p).astype(object)
-        for k in range(int(n_fired.max(initial=0))):  # rank by rank, all lines at once
-            rows = np.flatnonzero(n_fired > k)
-            j = order[rows, k]
+        p_text = _prob_text(p)
+        a_text = _prob_text(a)
+        for k in range(int(rank.max(initial=-1)) + 1):
+            sel = rank == k
+            r, jj = row[sel], j[sel]
             sep = SEP if k else ""
-            a_text = np.char.mod("%.2f", after_m[rows, j]).astype(object)
-            reasons[rows] = reasons[rows] + sep + what[j]
-            fixes[rows] = fixes[rows] + sep + how[j] + p_text[rows] + " -> " + a_text
-    learned = (reasons == "") & (p >= high)
-    if learned.any():
-        pc = features["hist_payer_code_rate"].to_numpy(dtype=float)
-        pv = features["hist_provider_rate"].to_numpy(dtype=float)
+            reasons[r] = reasons[r] + sep + what[jj]
+            fixes[r] = fixes[r] + sep + how[jj] + p_text[r] + " -> " + a_text[sel]
+    learned = np.flatnonzero((reasons == "") & (p >= high))
+    if len(learned):
+        pc = features["hist_payer_code_rate"].to_numpy(dtype=float)[learned]
+        pv = features["hist_provider_rate"].to_numpy(dtype=float)[learned]
         use_pc = pc >= pv
-        rate = np.where(use_pc, pc, pv)
+        rate = np.rint(np.where(use_pc, pc, pv) * 100).astype(np.int64).astype(str).astype(object)
         who = np.where(
-            use_pc, "payer " + payer.astype(str) + " on " + code.astype(str), "this provider's lines"
-        )
-        text = (
-            "learned from history (no rule fired): "
-            + who.astype(object)
-            + " were denied at "
-            + pd.Series(rate * 100).round(0).astype(int).astype(str).to_numpy(dtype=object)
-            + f"% vs {prior * 100:.0f}% overall"
-        )
-        reasons[learned] = text[learned]
+            use_pc,
+            "payer " + payer[learned].astype(str) + " on " + code[learned].astype(str),
+            "this provider's lines",
+        ).astype(object)
+        reasons[learned] = (
+            "learned from history (no rule fired): " + who + " were denied at " + rate
+        ) + f"% vs {prior * 100:.0f}% overall"
         fixes[learned] = "check this payer's current policy for the code before sending (no rule names it)"
     return reasons, fixes

@@ -90,19 +90,32 @@ NUMERIC = (
 )
 
 
-def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.Series:
-    out = df[cols[0]].astype(str)
+def _factorized(values) -> tuple[np.ndarray, list[str]]:
+    """(codes, distinct values as text): string work happens on the distinct values only."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64), [str(u) for u in np.asarray(uniques, dtype=object)]
+
+
+def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Composite key of `cols` as (codes, 'a|b' text per distinct key)."""
+    codes, keys = _factorized(df[cols[0]])
     for c in cols[1:]:
-        out = out + "|" + df[c].astype(str)
-    return out
+        c2, u2 = _factorized(df[c])
+        width = max(len(u2), 1)
+        pair, firsts = pd.factorize(codes * width + c2)
+        keys = [keys[f // width] + "|" + u2[f % width] for f in firsts]
+        codes = np.asarray(pair, dtype=np.int64)
+    return codes, keys
 
 
 class _History:
     """Daily denial counts per key, cumulated, for 'rate among lines adjudicated before t'."""
 
-    def __init__(self, keys: pd.Series, adj_day: np.ndarray, denied: np.ndarray):
+    def __init__(self, key: tuple[np.ndarray, list[str]], adj_day: np.ndarray, denied: np.ndarray):
+        codes, names = key
+        keys = np.asarray(names, dtype=object)[codes]
         g = (
-            pd.DataFrame({"k": keys.to_numpy(dtype=object), "d": adj_day, "y": denied.astype(float)})
+            pd.DataFrame({"k": keys, "d": adj_day, "y": denied.astype(float)})
             .groupby(["k", "d"], sort=True)["y"]
             .agg(["size", "sum"])
             .reset_index()
@@ -115,9 +128,9 @@ class _History:
         starts = np.searchsorted(self.combined, np.arange(len(self.index)) * 1_000_000)
         self.key_start = starts
 
-    def before(self, keys: pd.Series, day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def before(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lines, denials) of each key adjudicated strictly before `day`."""
-        codes, uniques = pd.factorize(keys.to_numpy(dtype=object))
+        codes, uniques = key
         uid = np.array([self.index.get(u, -1) for u in uniques], dtype=np.int64)
         kid = uid[codes] if len(codes) else np.zeros(0, np.int64)
         known = kid >= 0
@@ -152,17 +165,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         df = frame.df
         self.rules_ = RuleFeaturizer(self.pack_dir).fit(frame)
         base = self._attributes(frame, self.rules_.evaluate(frame).drug)
-        self.levels_ = {
-            c: sorted(
-                base[c]
-                .value_counts()
-                .sort_index()
-                .sort_values(ascending=False, kind="stable")
-                .index[: self.max_levels]
-                .tolist()
-            )
-            for c in CATEGORICAL
-        }
+        self.levels_ = {c: self._levels(*base[c], self.max_levels) for c in CATEGORICAL}
         if y is None:
             if "denied" not in df.columns:
                 raise ValueError("ClaimFeatures.fit needs outcomes: a 'denied' column or y")
@@ -185,14 +188,23 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         return self
 
     @staticmethod
-    def _attributes(frame: ClaimFrame, drug: np.ndarray) -> pd.DataFrame:
+    def _attributes(frame: ClaimFrame, drug: np.ndarray) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Categorical attributes as (codes, distinct values as text), without per-row strings."""
         df = frame.df
-        out = pd.DataFrame(index=df.index)
-        for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service", "provider_npi"):
-            out[c] = df[c].astype(str).to_numpy(dtype=object)
-        out["drug"] = drug
-        out["dx_group"] = df["diagnosis_codes"].astype(str).str[:3].to_numpy(dtype=object)
+        out = {c: _factorized(df[c]) for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service")}
+        out["provider_npi"] = _factorized(df["provider_npi"])
+        out["drug"] = _factorized(drug)
+        dx_codes, dx = _factorized(df["diagnosis_codes"])
+        first3, groups = pd.factorize(pd.Series([d[:3] for d in dx], dtype=object))
+        out["dx_group"] = (np.asarray(first3, dtype=np.int64)[dx_codes], [str(g) for g in groups])
         return out
+
+    @staticmethod
+    def _levels(codes: np.ndarray, names: list[str], max_levels: int) -> list[str]:
+        """The `max_levels` most frequent values (ties by value), sorted."""
+        counts = pd.Series(np.bincount(codes, minlength=len(names)), index=names).groupby(level=0).sum()
+        top = counts.sort_index().sort_values(ascending=False, kind="stable").index[:max_levels]
+        return sorted(top.tolist())
 
     def transform(self, X):
         return self.transform_with_rules(as_claim_frame(X))[0]
@@ -222,7 +234,11 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             out[k] = v
         attrs = self._attributes(frame, result.drug)
         for c in CATEGORICAL:
-            out[c] = pd.Categorical(attrs[c], categories=self.levels_[c])
+            codes, names = attrs[c]
+            lut = np.append(
+                pd.Index(self.levels_[c], dtype=object).get_indexer(pd.Index(names, dtype=object)), -1
+            )
+            out[c] = pd.Categorical.from_codes(lut[codes], categories=self.levels_[c])
         sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
         for name, cols in HISTORY_KEYS.items():
             n, y = self.history_[name].before(_key(df, cols), sub)

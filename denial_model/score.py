@@ -4,11 +4,13 @@
 (Parquet record batches, CSV chunks) so memory does not grow with the file, and writes the
 result atomically (temporary file, then rename). Rows in = rows scored + rows rejected.
 
-Cross-line rules (duplicates, days since the previous dose, administration on the claim)
-see, for each chunk, the lines of earlier chunks whose service date is within
-`lookback_days` of the chunk's earliest one, plus an optional `history` table of earlier
-batches. A claim is never split across chunks. Give the batch sorted by service or
-submission date (as a nightly export is) so the look-back holds what those rules need.
+Cross-line rules (duplicates and daily totals, days since the previous dose, administration
+on the claim) need other lines. A claim is never split across chunks; each chunk is scored
+together with a small context carried from the lines before it: per patient and code, the
+lines of its two latest service days within `lookback_days` (see `carry_context`), seeded
+by an optional `history` table of earlier batches. This is exact when the batch is sorted
+by service date (as a nightly export is): give it sorted, or pass the earlier lines as
+`history`. `score_frame` sees the whole table at once and needs no ordering.
 """
 
 from __future__ import annotations
@@ -99,14 +101,14 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
 def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, n_context: int) -> tuple[pd.DataFrame, dict]:
     """Score validated lines; the first `n_context` rows are look-back context, not output."""
     feats = loaded.model.named_steps["features"]
-    clf = loaded.model.named_steps["classifier"]
+    predictor = loaded.predictor
     X, result = feats.transform_with_rules(ClaimFrame(lines))
-    p = clf.predict_proba(X)[:, 1]
     keep = slice(n_context, None)
     Xk = X.iloc[keep].reset_index(drop=True)
     rk = type(result)(hits=result.hits[keep], rules=result.rules, drug=result.drug[keep])
-    pk = p[keep]
-    after = counterfactuals(clf, Xk, rk, pk)
+    prepared = predictor.prepare(Xk, binary=([r.id for r in rk.rules], rk.hits))
+    pk = predictor.proba(prepared)
+    after = counterfactuals(predictor, prepared, rk, pk)
     sub = lines.iloc[keep]
     reasons, fixes = reasons_and_fixes(
         Xk,
@@ -227,7 +229,7 @@ def score_file(
     summary = ScoreSummary()
     reference = loaded.manifest.get("drift_reference")
     out_w, rej_w = _Writer(output_path), _Writer(rejects_path)
-    context = validate(history).lines if history is not None else None
+    context = carry_context(None, validate(history).lines) if history is not None else None
     carry: pd.DataFrame | None = None
     consumed = 0
     empty_out = None
@@ -254,9 +256,10 @@ def score_file(
             lines = v.lines
             if context is not None and len(context) and len(lines):
                 start = lines["service_date"].min() - pd.Timedelta(days=lookback_days)
-                context = context[context["service_date"] >= start]
-                n_ctx = len(context)
-                lines = pd.concat([context, lines], ignore_index=True)
+                context = context[(context["service_date"] >= start).to_numpy()]
+                relevant = context[context["patient_id"].isin(lines["patient_id"].unique()).to_numpy()]
+                n_ctx = len(relevant)
+                lines = pd.concat([relevant, lines], ignore_index=True)
             out = chunk.iloc[v.rows].drop(columns=[_ROW]).reset_index(drop=True)
             if len(v.lines):
                 scores, detail = _score_lines(lines, loaded, n_ctx)
@@ -268,7 +271,7 @@ def score_file(
                 empty_out = out.assign(**{c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
             if len(rej):
                 rej_w.write(rej[list(REJECT_COLUMNS)])
-            context = pd.concat([context, v.lines], ignore_index=True) if context is not None else v.lines
+            context = carry_context(context, v.lines)
             summary.scored += len(v.lines)
             summary.rejected += len(rej)
             if on_chunk is not None:
@@ -281,6 +284,20 @@ def score_file(
     out_w.close(empty_out if empty_out is not None else pd.DataFrame(columns=list(SCORE_COLUMNS)))
     rej_w.close(pd.DataFrame(columns=list(REJECT_COLUMNS)))
     return summary
+
+
+def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataFrame:
+    """What later chunks need from the lines seen so far: per patient and code, the lines of
+    its two latest service days. With the batch sorted by date that is exactly what the
+    cross-line rules read across a chunk boundary (same-day duplicates and daily totals on
+    the boundary day, the previous dose before it), so the context stays small."""
+    seen = lines if context is None or not len(context) else pd.concat([context, lines], ignore_index=True)
+    if not len(seen):
+        return seen
+    rank = seen.groupby(["patient_id", "hcpcs_code"], sort=False)["service_date"].rank(
+        method="dense", ascending=False
+    )
+    return seen[(rank <= 2).to_numpy()].reset_index(drop=True)
 
 
 def _with_last(it: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, bool]]:

@@ -136,8 +136,10 @@ def per_unique(s: pd.Series, fn) -> pd.Series:
     string work on the uniques is far cheaper than on every row.
     """
     codes, uniques = _factorize(s)
-    res = fn(pd.Series(uniques, dtype=object))
-    return pd.Series(res.to_numpy()[codes], index=s.index)
+    res = pd.Series(fn(pd.Series(uniques, dtype=object)).to_numpy())  # dtype inferred on uniques only
+    out = res.take(codes)
+    out.index = s.index
+    return out
 
 
 def _as_text(s: pd.Series) -> pd.Series:

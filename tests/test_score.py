@@ -158,3 +158,47 @@ def test_model_without_drift_reference_still_scores(tmp_path, model_path, batch)
     batch.head(500).to_parquet(src)
     s = score_file(src, tmp_path / "o.parquet", load_artifact(path))
     assert s.scored == 500 and s.features == {}
+
+
+def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_path, batch):
+    from denial_model.features import ClaimFeatures  # noqa: F401  (the pipeline's first step)
+    from denial_model.predict import BinnedPredictor
+    from denial_model.table import ClaimFrame, validate
+
+    loaded = load_artifact(model_path)
+    odd = batch.head(3000).copy()
+    odd.loc[odd.index[:50], "payer_id"] = "NEVER-SEEN"
+    odd.loc[odd.index[50:100], "place_of_service"] = "99"
+    odd.loc[odd.index[100:150], "dose_mg"] = np.nan
+    odd.loc[odd.index[150:200], "units"] = 1e6
+    feats = loaded.model.named_steps["features"]
+    X, res = feats.transform_with_rules(ClaimFrame(validate(odd).lines))
+    public = loaded.model.named_steps["classifier"].predict_proba(X)[:, 1]
+    fast = BinnedPredictor(loaded.model.named_steps["classifier"])
+    assert isinstance(loaded.predictor, BinnedPredictor)
+    np.testing.assert_array_equal(fast(X), public)
+    np.testing.assert_array_equal(fast.proba(fast.prepare(X, binary=(res.ids, res.hits))), public)
+
+
+def test_predictor_falls_back_to_public_predict_proba_for_other_classifiers(model_path, batch):
+    from sklearn.linear_model import LogisticRegression
+
+    from denial_model.predict import PublicPredictor, make_predictor
+
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    y = X[:, 0] > 0
+    clf = LogisticRegression().fit(X, y)
+    pred = make_predictor(clf)
+    assert isinstance(pred, PublicPredictor)
+    np.testing.assert_array_equal(pred(X), clf.predict_proba(X)[:, 1])
+
+
+def test_carried_context_keeps_what_the_cross_line_rules_need(model_path, batch):
+    """Per patient and code, only the two latest service days travel to the next chunk."""
+    from denial_model.score import carry_context
+    from denial_model.table import validate
+
+    lines = validate(batch).lines
+    ctx = carry_context(None, lines)
+    days = ctx.groupby(["patient_id", "hcpcs_code"])["service_date"].nunique()
+    assert days.max() <= 2 and len(ctx) < len(lines)
