@@ -84,7 +84,7 @@ def reasons_and_fixes(
             ],
             dtype=object,
         )
-        how = np.array([rules[i].fix + ": " for i in ids], dtype=object)
+        how = np.array([rules[i].fix.rstrip(". ") + ": " for i in ids], dtype=object)
         p_text = _prob_text(p)
         a_text = _prob_text(a)
         for k in range(int(rank.max(initial=-1)) + 1):
