@@ -6,106 +6,115 @@ much each correction lowers the probability, and each fix carries the probabilit
 ("add JZ modifier: 0.71 -> 0.12"). A line with a high score and no rule hit gets a reason
 from what the model learned from history (the payer-code pair's or the provider's denial
 rate), worded as such.
+
+The strings are assembled by Arrow from the (line, finding) pairs, so no Python string is
+made per line: a batch of millions of lines costs a few Arrow kernels.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from denial_model.rules.engine import RuleResult
 
 SEP = " | "
-_PROB_TEXT = np.array([f"{i / 100:.2f}" for i in range(101)], dtype=object)
+_PROB_TEXT = [f"{i / 100:.2f}" for i in range(101)]
+_PROB = pa.array(_PROB_TEXT)
+_PROB_ARROW = pa.array([t + " -> " for t in _PROB_TEXT])
 
 
-def _prob_text(p: np.ndarray) -> np.ndarray:
-    """Probabilities as two-decimal strings, by lookup (no per-line formatting)."""
-    return _PROB_TEXT[np.clip(np.rint(np.asarray(p) * 100), 0, 100).astype(np.int64)]
+def _prob_index(p: np.ndarray) -> np.ndarray:
+    """Probabilities as indexes into the two-decimal texts (no per-line formatting)."""
+    return np.clip(np.rint(np.asarray(p) * 100), 0, 100).astype(np.int64)
 
 
-def counterfactuals(predictor, prepared, result: RuleResult, p: np.ndarray) -> dict[str, np.ndarray]:
-    """rule id -> probability after correcting that finding (NaN where the rule did not fire).
+@dataclass
+class Findings:
+    """The (line, fired rule) pairs of a batch with the probability after each fix, sorted by
+    line and then by that probability (the most helpful fix first)."""
 
-    `predictor` is a `denial_model.predict` predictor and `prepared` its `prepare(features)`.
-    Every (line, fired rule) pair becomes one row of a single block, scored in one call."""
-    hits = result.hits
-    blocks = [(j, np.flatnonzero(hits[:, j])) for j in range(hits.shape[1])]
-    blocks = [(j, rows) for j, rows in blocks if len(rows)]
-    if not blocks:
-        return {}
-    big = predictor.take(prepared, np.concatenate([rows for _, rows in blocks]))
-    start = 0
-    for j, rows in blocks:
-        predictor.set_zero(big, slice(start, start + len(rows)), result.rules[j].id)
-        start += len(rows)
-    scored = predictor.proba(big)
-    out: dict[str, np.ndarray] = {}
-    start = 0
-    for j, rows in blocks:
-        after = np.full(len(p), np.nan)
-        after[rows] = scored[start : start + len(rows)]
-        out[result.rules[j].id] = after
-        start += len(rows)
-    return out
+    row: np.ndarray
+    rule: np.ndarray  # index into the rule result's rules
+    after: np.ndarray
+
+    def for_line(self, i: int) -> list[tuple[int, float]]:
+        sel = self.row == i
+        return list(zip(self.rule[sel].tolist(), self.after[sel].tolist(), strict=True))
+
+
+def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) -> Findings:
+    """Probability after correcting each finding, for every (line, fired rule) pair.
+
+    `predictor` is a `denial_model.predict` predictor, `prepared` its `prepare(...)` of the
+    lines and `raw` its `raw(prepared)`; each rule's lines are re-scored in one call."""
+    row, rule = np.nonzero(result.hits)
+    after = np.empty(len(row))
+    order = np.argsort(rule, kind="stable")
+    bounds = np.searchsorted(rule[order], np.arange(len(result.rules) + 1))
+    for j in np.flatnonzero(np.diff(bounds)):
+        sel = order[bounds[j] : bounds[j + 1]]
+        after[sel] = predictor.proba_zeroed(prepared, raw, row[sel], result.rules[j].id)
+    by_line = np.lexsort((rule, after, row))
+    return Findings(row=row[by_line], rule=rule[by_line], after=after[by_line])
+
+
+def _join_per_line(n: int, rows: np.ndarray, pieces: pa.Array) -> pa.Array:
+    """' | '-join the pieces of each line (`rows` sorted); '' for a line without any."""
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), pieces), SEP)
 
 
 def reasons_and_fixes(
-    features: pd.DataFrame,
+    findings: Findings,
     result: RuleResult,
     p: np.ndarray,
-    after: dict[str, np.ndarray],
     high: float,
     prior: float,
-    payer: np.ndarray,
-    code: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    features: pd.DataFrame,
+    payer: pd.Series,
+    code: pd.Series,
+) -> tuple[pa.Array, pa.Array]:
     """Per line: reasons and fixes strings, most important first, ' | '-separated.
 
-    Works on the (line, fired rule) pairs only, sorted once by line and by how much the fix
-    lowers the probability; the strings are then assembled rank by rank for all lines."""
+    `features` holds the history rates (`hist_payer_code_rate`, `hist_provider_rate`) that
+    word the learned reason; `payer` and `code` name the line's payer and code."""
     n = len(p)
-    rules = {r.id: r for r in result.rules}
-    ids = list(after)
-    reasons = np.full(n, "", dtype=object)
-    fixes = np.full(n, "", dtype=object)
-    if ids:
-        after_m = np.column_stack([after[i] for i in ids])
-        row, j = np.nonzero(~np.isnan(after_m))
-        a = after_m[row, j]
-        order = np.lexsort((j, a, row))  # by line, then lowest probability after the fix first
-        row, j, a = row[order], j[order], a[order]
-        first = np.r_[0, np.flatnonzero(np.diff(row)) + 1]
-        rank = np.arange(len(row)) - np.repeat(first, np.diff(np.r_[first, len(row)]))
-        what = np.array(
-            [
-                f"{i} ({rules[i].carc}{'/' + rules[i].remark if rules[i].remark else ''}): {rules[i].message}"
-                for i in ids
-            ],
-            dtype=object,
-        )
-        how = np.array([rules[i].fix.rstrip(". ") + ": " for i in ids], dtype=object)
-        p_text = _prob_text(p)
-        a_text = _prob_text(a)
-        for k in range(int(rank.max(initial=-1)) + 1):
-            sel = rank == k
-            r, jj = row[sel], j[sel]
-            sep = SEP if k else ""
-            reasons[r] = reasons[r] + sep + what[jj]
-            fixes[r] = fixes[r] + sep + how[jj] + p_text[r] + " -> " + a_text[sel]
-    learned = np.flatnonzero((reasons == "") & (p >= high))
+    rules = result.rules
+    what = pa.array(
+        [f"{r.id} ({r.carc}{'/' + r.remark if r.remark else ''}): {r.message}" for r in rules], pa.string()
+    )
+    how = pa.array([r.fix.rstrip(". ") + ": " for r in rules], pa.string())
+    rows, rule, after = findings.row, findings.rule, findings.after
+    reason_pieces = what.take(pa.array(rule))
+    fix_pieces = pc.binary_join_element_wise(
+        how.take(pa.array(rule)),
+        _PROB_ARROW.take(pa.array(_prob_index(p)[rows])),
+        _PROB.take(pa.array(_prob_index(after))),
+        "",
+    )
+    learned = np.flatnonzero((np.bincount(rows, minlength=n) == 0) & (p >= high))
     if len(learned):
-        pc = features["hist_payer_code_rate"].to_numpy(dtype=float)[learned]
-        pv = features["hist_provider_rate"].to_numpy(dtype=float)[learned]
-        use_pc = pc >= pv
-        rate = np.rint(np.where(use_pc, pc, pv) * 100).astype(np.int64).astype(str).astype(object)
-        who = np.where(
-            use_pc,
-            "payer " + payer[learned].astype(str) + " on " + code[learned].astype(str),
-            "this provider's lines",
-        ).astype(object)
-        reasons[learned] = (
-            "learned from history (no rule fired): " + who + " were denied at " + rate
-        ) + f"% vs {prior * 100:.0f}% overall"
-        fixes[learned] = "check this payer's current policy for the code before sending (no rule names it)"
-    return reasons, fixes
+        pc_rate = features["hist_payer_code_rate"].to_numpy(dtype=float)[learned]
+        pv_rate = features["hist_provider_rate"].to_numpy(dtype=float)[learned]
+        use_pc = pc_rate >= pv_rate
+        rate = np.rint(np.where(use_pc, pc_rate, pv_rate) * 100).astype(np.int64).astype(str).astype(object)
+        payer_l = payer.iloc[learned].astype(str).to_numpy(dtype=object)
+        code_l = code.iloc[learned].astype(str).to_numpy(dtype=object)
+        who = np.where(use_pc, "payer " + payer_l + " on " + code_l, "this provider's lines").astype(object)
+        text = ("learned from history (no rule fired): " + who + " were denied at " + rate) + (
+            f"% vs {prior * 100:.0f}% overall"
+        )
+        fix = "check this payer's current policy for the code before sending (no rule names it)"
+        order = np.argsort(np.r_[rows, learned], kind="stable")
+        rows = np.r_[rows, learned][order]
+        reason_pieces = pa.concat_arrays([reason_pieces, pa.array(text, pa.string())]).take(pa.array(order))
+        fix_pieces = pa.concat_arrays([fix_pieces, pa.array([fix] * len(learned), pa.string())]).take(
+            pa.array(order)
+        )
+    return _join_per_line(n, rows, reason_pieces), _join_per_line(n, rows, fix_pieces)

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, validate
+from denial_model.table import ClaimFrame, _factorize, validate
 
 
 def as_claim_frame(X: pd.DataFrame | ClaimFrame) -> ClaimFrame:
@@ -92,8 +92,14 @@ NUMERIC = (
 
 def _factorized(values) -> tuple[np.ndarray, list[str]]:
     """(codes, distinct values as text): string work happens on the distinct values only."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return np.asarray(codes, dtype=np.int64), [str(u) for u in np.asarray(uniques, dtype=object)]
+    codes, uniques = _factorize(values if isinstance(values, pd.Series) else pd.Series(values, dtype=object))
+    return codes, [str(u) for u in uniques]
+
+
+def _per_value(s: pd.Series, fn) -> np.ndarray:
+    """float fn(text) for every line, computed once per distinct value."""
+    codes, uniques = _factorize(s)
+    return np.array([float(fn(str(u))) for u in uniques], dtype=float)[codes] if len(codes) else np.zeros(0)
 
 
 def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -203,6 +209,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     def _levels(codes: np.ndarray, names: list[str], max_levels: int) -> list[str]:
         """The `max_levels` most frequent values (ties by value), sorted."""
         counts = pd.Series(np.bincount(codes, minlength=len(names)), index=names).groupby(level=0).sum()
+        counts = counts[counts > 0]  # categories of rejected rows are not levels
         top = counts.sort_index().sort_values(ascending=False, kind="stable").index[:max_levels]
         return sorted(top.tolist())
 
@@ -212,17 +219,28 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     def transform_with_rules(self, frame: ClaimFrame) -> tuple[pd.DataFrame, RuleResult]:
         """Features and the rule result they were built from (scoring needs both)."""
         check_is_fitted(self, "history_")
-        df = frame.df
         result = self.rules_.evaluate(frame)
-        out = pd.DataFrame(result.hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
-        mods = df["modifiers"].astype(str)
+        return self.assemble(result.hits, self.attributes(frame, result.drug)), result
+
+    def assemble(self, hits: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
+        """The full feature frame from the rule hit matrix and `attributes`."""
+        rules = pd.DataFrame(hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
+        return pd.concat([rules, attributes.reset_index(drop=True)], axis=1)[list(self.feature_names_out_)]
+
+    def attributes(self, frame: ClaimFrame, drug: np.ndarray) -> pd.DataFrame:
+        """The features that are not rule hits: claim attributes and history rates.
+
+        Batch scoring keeps the rule hits as the engine's bool matrix and reads only these
+        from a frame (92 float columns of 0/1 would cost more to build than to score)."""
+        check_is_fitted(self, "history_")
+        df = frame.df
         num = {
             "units": df["units"].to_numpy(dtype=float),
             "billed_amount": df["billed_amount"].to_numpy(dtype=float),
             "dose_mg": df["dose_mg"].to_numpy(dtype=float),
             "days_to_submission": (df["submission_date"] - df["service_date"]).dt.days.to_numpy(dtype=float),
-            "n_modifiers": (mods.str.count(";") + (mods != "")).to_numpy(dtype=float),
-            "n_diagnoses": (df["diagnosis_codes"].astype(str).str.count(";") + 1).to_numpy(dtype=float),
+            "n_modifiers": _per_value(df["modifiers"], lambda m: m.count(";") + (m != "")),
+            "n_diagnoses": _per_value(df["diagnosis_codes"], lambda d: d.count(";") + 1),
             "n_documentation": _popcount(frame.documentation_mask),
             "has_ndc": (df["ndc"] != "").to_numpy(dtype=float),
             "has_prior_auth": (df["prior_auth_number"] != "").to_numpy(dtype=float),
@@ -230,9 +248,8 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         }
         for m in ("JW", "JZ", "25", "59"):
             num[f"mod_{m.lower()}"] = frame.has_modifier([m]).astype(float)
-        for k, v in num.items():
-            out[k] = v
-        attrs = self._attributes(frame, result.drug)
+        out: dict[str, object] = num
+        attrs = self._attributes(frame, drug)
         for c in CATEGORICAL:
             codes, names = attrs[c]
             lut = np.append(
@@ -244,7 +261,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             n, y = self.history_[name].before(_key(df, cols), sub)
             out[f"hist_{name}_rate"] = (y + self.smoothing * self.prior_) / (n + self.smoothing)
             out[f"hist_{name}_lines"] = n.astype(float)
-        return out[list(self.feature_names_out_)], result
+        return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "history_")

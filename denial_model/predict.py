@@ -56,6 +56,13 @@ class BinnedPredictor:
         self.zero_bins = np.array([np.searchsorted(t, 0.0) for t in self.thresholds], dtype=np.uint8)
         self.one_bins = np.array([np.searchsorted(t, 1.0) for t in self.thresholds], dtype=np.uint8)
         self.n_threads = _openmp_effective_n_threads()
+        self.trees = [tree for (tree,) in hgb._predictors]
+        # column -> the trees with a split on it: only those can change when it changes
+        self.trees_using: dict[int, list[int]] = {}
+        for t, tree in enumerate(self.trees):
+            split = tree.nodes["feature_idx"][tree.nodes["is_leaf"] == 0]
+            for j in np.unique(split):
+                self.trees_using.setdefault(int(j), []).append(t)
 
     def _codes(self, k: int, col: pd.Series) -> np.ndarray:
         """Category codes of the featurizer -> the encoder's codes (NaN: missing or unseen)."""
@@ -74,8 +81,8 @@ class BinnedPredictor:
         b[np.isnan(x)] = self.missing_bin
         return b
 
-    # The scoring interface (shared with PublicPredictor): prepare once, then score the
-    # prepared rows, subsets of them, and copies with one feature set to 0 (counterfactuals).
+    # The scoring interface (shared with PublicPredictor): prepare once, score the prepared
+    # rows (raw, then calibrate), and score subsets with one feature set to 0 (counterfactuals).
     def prepare(self, X: pd.DataFrame, binary: tuple[list[str], np.ndarray] | None = None) -> np.ndarray:
         """The booster's uint8 bins of `X` (C order, one row per line).
 
@@ -86,7 +93,14 @@ class BinnedPredictor:
         if binary is not None:
             names, values = binary
             pos = np.array([self.position[f] for f in names], dtype=np.int64)
-            out[:, pos] = np.where(values, self.one_bins[pos], self.zero_bins[pos])
+            lo, hi = self.zero_bins[pos], self.one_bins[pos]
+            if len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))):
+                dest = out[:, pos[0] : pos[0] + len(pos)]  # the rule columns are one block: write in place
+                np.multiply(values, hi - lo, out=dest, casting="unsafe")
+                if lo.any():
+                    dest += lo
+            else:
+                out[:, pos] = np.where(values, hi, lo)
             done = set(names)
         for k, c in enumerate(self.columns):
             if c not in done:
@@ -94,21 +108,42 @@ class BinnedPredictor:
                 out[:, k] = self._bins(k, x)
         return out
 
-    def proba(self, Xb: np.ndarray) -> np.ndarray:
+    def raw(self, Xb: np.ndarray) -> np.ndarray:
+        """The booster's raw score (log-odds) of binned rows."""
         raw = np.full(len(Xb), float(self.hgb._baseline_prediction.ravel()[0]))
-        for (tree,) in self.hgb._predictors:
+        for tree in self.trees:
             raw += tree.predict_binned(Xb, self.missing_bin, self.n_threads)
+        return raw
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
         p = self.calibrator.predict(raw)
         p[(p > 1.0) & (p <= 1.0 + 1e-5)] = 1.0
         return p
 
-    @staticmethod
-    def take(Xb: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return Xb[rows]
+    def proba(self, Xb: np.ndarray) -> np.ndarray:
+        return self.calibrate(self.raw(Xb))
 
-    def set_zero(self, Xb: np.ndarray, rows: slice, feature: str) -> None:
+    def proba_zeroed(self, Xb: np.ndarray, raw: np.ndarray, rows: np.ndarray, feature: str) -> np.ndarray:
+        """P(denied) of `rows` with `feature` set to 0, given the rows' raw scores.
+
+        Only the trees that split on the feature can change: they are walked on the row as it
+        is and as corrected, and the difference moves the raw score (the rest are not walked
+        again). A feature most trees use is re-scored whole."""
         j = self.position[feature]
-        Xb[rows, j] = self.zero_bins[j]
+        trees = self.trees_using.get(j, [])
+        if not trees:
+            return self.calibrate(raw[rows])
+        fixed = Xb[rows]
+        fixed[:, j] = self.zero_bins[j]
+        if 2 * len(trees) >= len(self.trees):
+            return self.proba(fixed)
+        orig = Xb[rows]
+        after = raw[rows].copy()
+        for t in trees:
+            tree = self.trees[t]
+            after += tree.predict_binned(fixed, self.missing_bin, self.n_threads)
+            after -= tree.predict_binned(orig, self.missing_bin, self.n_threads)
+        return self.calibrate(after)
 
     def __call__(self, X: pd.DataFrame) -> np.ndarray:
         return self.proba(self.prepare(X))
@@ -120,22 +155,29 @@ class PublicPredictor:
     def __init__(self, classifier):
         self.classifier = classifier
 
-    @staticmethod
-    def prepare(X: pd.DataFrame, binary=None) -> pd.DataFrame:
-        return X
+    def prepare(self, X: pd.DataFrame, binary: tuple[list[str], np.ndarray] | None = None) -> pd.DataFrame:
+        """`X` with the `binary` features added as 0/1 columns, in the classifier's order."""
+        if binary is None:
+            return X
+        names, values = binary
+        full = pd.concat([pd.DataFrame(values.astype(np.float32), columns=names), X], axis=1)
+        order = getattr(self.classifier, "feature_names_in_", None)
+        return full[list(order)] if order is not None else full
 
-    def proba(self, X: pd.DataFrame) -> np.ndarray:
+    def raw(self, X: pd.DataFrame) -> np.ndarray:
         return self.classifier.predict_proba(X)[:, 1]
 
     @staticmethod
-    def take(X: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
-        return X.iloc[rows].reset_index(drop=True)
+    def calibrate(raw: np.ndarray) -> np.ndarray:
+        return raw
 
-    @staticmethod
-    def set_zero(X: pd.DataFrame, rows: slice, feature: str) -> None:
-        values = X[feature].to_numpy(copy=True)
-        values[rows] = 0
-        X[feature] = values
+    def proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.raw(X)
+
+    def proba_zeroed(self, X: pd.DataFrame, raw: np.ndarray, rows: np.ndarray, feature: str) -> np.ndarray:
+        fixed = X.iloc[rows].reset_index(drop=True)
+        fixed[feature] = np.zeros(len(fixed), dtype=fixed[feature].dtype)
+        return self.proba(fixed)
 
     def __call__(self, X: pd.DataFrame) -> np.ndarray:
         return self.proba(X)

@@ -116,6 +116,9 @@ def _load(folder: Path) -> Reference:
     )
 
 
+ENV_CACHE_DIR = "DENIAL_MODEL_CACHE_DIR"
+
+
 @cache
 def _icd_module():
     import simple_icd_10_cm as cm
@@ -123,17 +126,53 @@ def _icd_module():
     return cm
 
 
-def icd10_billable(codes: np.ndarray | list[str]) -> np.ndarray:
-    """True where an ICD-10-CM code exists and is billable (a leaf of the classification).
-
-    Call it on unique codes: the package answers one code at a time.
-    """
-    _icd_module()
-    return np.fromiter((_billable_one(str(c)) for c in codes), dtype=bool, count=len(codes))
+def _cache_dir() -> Path:
+    """Where derived data is cached: `DENIAL_MODEL_CACHE_DIR`, else the user's cache folder."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "denial-model"
 
 
 @cache
+def billable_icd10_codes() -> frozenset[str]:
+    """Every billable ICD-10-CM code (a leaf of the classification), dotted.
+
+    Derived from the installed `simple_icd_10_cm` package, whose import parses its XML
+    classification (about 3 s, 180 MB). The derived list is cached per package version in
+    the user's cache folder, so later processes read a 75k-line text file instead; where the
+    folder cannot be written, the list is kept in memory only.
+    """
+    from importlib.metadata import version
+
+    path = _cache_dir() / f"icd10cm-billable-{version('simple_icd_10_cm')}.txt"
+    try:
+        return frozenset(path.read_text(encoding="ascii").split())
+    except (OSError, UnicodeDecodeError):
+        pass
+    cm = _icd_module()
+    codes = sorted(c for c in cm.get_all_codes(with_dots=True) if cm.is_valid_item(c) and cm.is_leaf(c))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("\n".join(codes) + "\n", encoding="ascii")
+        tmp.replace(path)
+    except OSError:
+        pass
+    return frozenset(codes)
+
+
+def icd10_billable(codes: np.ndarray | list[str]) -> np.ndarray:
+    """True where an ICD-10-CM code exists and is billable (a leaf of the classification).
+
+    Codes are in the dotted form `validate` produces ("F32.9"; three-character codes have no
+    dot)."""
+    billable = billable_icd10_codes()
+    return np.fromiter((str(c) in billable for c in codes), dtype=bool, count=len(codes))
+
+
 def _billable_one(code: str) -> bool:
+    """The package's own answer for one code (the cached list is checked against it)."""
     cm = _icd_module()
     try:
         return bool(cm.is_valid_item(code) and cm.is_leaf(code))

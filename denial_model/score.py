@@ -15,21 +15,38 @@ by service date (as a nightly export is): give it sorted, or pass the earlier li
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from denial_model.artifact import LoadedModel
 from denial_model.explain import counterfactuals, reasons_and_fixes
+from denial_model.rules.engine import RuleResult
 from denial_model.rules.pack import CATEGORIES
-from denial_model.table import REJECT_COLUMNS, ClaimFrame, check_required_columns, read_table, validate
+from denial_model.table import (
+    REJECT_COLUMNS,
+    ClaimFrame,
+    ClaimTableError,
+    _factorize,
+    check_required_columns,
+    compact_lines,
+    concat_lines,
+    frame_from_arrow,
+    read_table,
+    validate,
+)
 
 SCORE_COLUMNS = ("denial_probability", "risk_tier", "rule_hits", "reasons", "fixes", "dollars_at_risk")
 SCORE_BINS = np.linspace(0, 1, 51)
-_ROW = "__row__"
 
 
 @dataclass
@@ -58,10 +75,11 @@ def _drift_counts(features: pd.DataFrame, p: np.ndarray, reference: dict) -> dic
         v = v[~np.isnan(v)]
         out[name] = np.histogram(np.clip(v, ref["edges"][0], ref["edges"][-1]), bins=ref["edges"])[0]
     for name, ref in reference.get("categorical", {}).items():
-        vals = features[name].astype(object).where(features[name].notna(), "__missing__")
-        counts = vals.value_counts()
-        known = [counts.get(k, 0) for k in ref["levels"]]
-        out[name] = np.array([*known, int(counts.sum()) - int(sum(known))])
+        codes, uniques = _factorize(features[name])  # per distinct value, not per line
+        names = ["__missing__" if pd.isna(u) else str(u) for u in uniques]
+        counts = pd.Series(np.bincount(codes, minlength=len(names)), index=names).groupby(level=0).sum()
+        known = [int(counts.get(k, 0)) for k in ref["levels"]]
+        out[name] = np.array([*known, len(codes) - sum(known)])
     return out
 
 
@@ -98,40 +116,60 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, n_context: int) -> tuple[pd.DataFrame, dict]:
+TIERS = ("low", "medium", "high")
+_TIERS = pa.array(TIERS)
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("claim_id", pa.string()),
+        ("line_number", pa.string()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+
+
+@dataclass
+class Scored:
+    """Score columns of a block of lines (Arrow arrays, in SCORE_COLUMNS order) and what the
+    job summary needs from them."""
+
+    columns: dict[str, pa.Array]
+    p: np.ndarray
+    tier: np.ndarray  # index into TIERS
+    billed: np.ndarray
+    features: pd.DataFrame
+    result: RuleResult
+
+
+def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, n_context: int) -> Scored:
     """Score validated lines; the first `n_context` rows are look-back context, not output."""
     feats = loaded.model.named_steps["features"]
     predictor = loaded.predictor
-    X, result = feats.transform_with_rules(ClaimFrame(lines))
-    keep = slice(n_context, None)
-    Xk = X.iloc[keep].reset_index(drop=True)
-    rk = type(result)(hits=result.hits[keep], rules=result.rules, drug=result.drug[keep])
-    prepared = predictor.prepare(Xk, binary=([r.id for r in rk.rules], rk.hits))
-    pk = predictor.proba(prepared)
-    after = counterfactuals(predictor, prepared, rk, pk)
-    sub = lines.iloc[keep]
+    result = feats.rules_.evaluate(ClaimFrame(lines))
+    sub = lines.iloc[n_context:].reset_index(drop=True) if n_context else lines
+    hits = result.hits[n_context:]
+    rk = RuleResult(hits=hits, rules=result.rules, drug=result.drug[n_context:])
+    attrs = feats.attributes(ClaimFrame(sub), rk.drug)
+    prepared = predictor.prepare(attrs, binary=(rk.ids, hits))
+    raw = predictor.raw(prepared)
+    p = predictor.calibrate(raw)
+    findings = counterfactuals(predictor, prepared, rk, raw)
     reasons, fixes = reasons_and_fixes(
-        Xk,
-        rk,
-        pk,
-        after,
-        loaded.thresholds.high,
-        feats.prior_,
-        sub["payer_id"].to_numpy(dtype=object),
-        sub["hcpcs_code"].to_numpy(dtype=object),
+        findings, rk, p, loaded.thresholds.high, feats.prior_, attrs, sub["payer_id"], sub["hcpcs_code"]
     )
+    tier = (p >= loaded.thresholds.medium).astype(np.int8) + (p >= loaded.thresholds.high).astype(np.int8)
+    hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
     billed = sub["billed_amount"].to_numpy(dtype=float)
-    scores = pd.DataFrame(
-        {
-            "denial_probability": pk,
-            "risk_tier": loaded.thresholds.tier(pk),
-            "rule_hits": rk.rule_hits,
-            "reasons": reasons,
-            "fixes": fixes,
-            "dollars_at_risk": np.round(pk * billed, 2),
-        }
-    )
-    return scores, {"features": Xk, "result": rk, "p": pk, "billed": billed}
+    columns = {
+        "denial_probability": pa.array(p, pa.float64()),
+        "risk_tier": _TIERS.take(pa.array(tier)),
+        "rule_hits": pa.array(hit_text, pa.string()).take(pa.array(hit_codes)),
+        "reasons": reasons,
+        "fixes": fixes,
+        "dollars_at_risk": pa.array(np.round(p * billed, 2), pa.float64()),
+    }
+    return Scored(columns=columns, p=p, tier=tier, billed=billed, features=attrs, result=rk)
 
 
 def score_frame(
@@ -139,69 +177,103 @@ def score_frame(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scored rows: input columns + score columns, rejects). `history`: earlier lines for
     the cross-line rules (not scored, not returned)."""
-    v = validate(df)
-    ctx = validate(history).lines if history is not None else v.lines.iloc[:0]
-    lines = pd.concat([ctx, v.lines], ignore_index=True) if len(ctx) else v.lines
-    scores, _ = _score_lines(lines, loaded, len(ctx))
+    v = validate(df, keep_extra=False)
+    ctx = validate(history, keep_extra=False).lines if history is not None else v.lines.iloc[:0]
+    lines = concat_lines([ctx, v.lines]) if len(ctx) else v.lines
     out = df.iloc[v.rows].reset_index(drop=True)
-    for c in SCORE_COLUMNS:
-        out[c] = scores[c].to_numpy()
+    if len(lines):
+        scored = _score_lines(lines, loaded, len(ctx))
+        for c in SCORE_COLUMNS:
+            out[c] = scored.columns[c].to_pandas()
+    else:
+        for c in SCORE_COLUMNS:
+            out[c] = pd.Series(dtype=float if c in ("denial_probability", "dollars_at_risk") else str)
     return out, v.rejects
 
 
-def _chunks(path: Path, chunk_lines: int) -> Iterator[pd.DataFrame]:
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
+def _read_batches(path: Path, chunk_lines: int) -> Iterator[pa.Table]:
+    """The file as Arrow tables of `chunk_lines` rows (the last may be shorter).
 
+    Parquet is read by record batches; CSV by Arrow's streaming reader with every column
+    as text (validation decides what is a number), rebatched to `chunk_lines`."""
+    suffix = path.suffix.lower()
+    if not path.exists():
+        read_table(path)  # raises the clear no-such-file error
+    if suffix in (".parquet", ".pq"):
         pf = pq.ParquetFile(path)
         check_required_columns(pf.schema_arrow.names)
         for batch in pf.iter_batches(batch_size=chunk_lines):
-            yield batch.to_pandas()
-    elif suffix == ".csv":
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, chunksize=chunk_lines)
-        for i, chunk in enumerate(reader):
-            if i == 0:
-                check_required_columns(chunk.columns)
-            yield chunk
-    else:
+            yield pa.Table.from_batches([batch])
+        return
+    if suffix != ".csv":
         read_table(path)  # raises the clear unknown-format error
+    with open(path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), None)
+    if header is None:
+        raise ClaimTableError(f"{path}: empty file (no header row)")
+    check_required_columns(header)
+    reader = pa_csv.open_csv(
+        path,
+        read_options=pa_csv.ReadOptions(block_size=1 << 22),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in reader:
+        pending.append(batch)
+        held += len(batch)
+        while held >= chunk_lines:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, chunk_lines)
+            rest = table.slice(chunk_lines)
+            pending, held = rest.to_batches(), len(rest)
+    if held:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
+
+
+def _output_table(table: pa.Table) -> pa.Table:
+    """Input columns as they came, minus pandas' stored index columns and schema metadata."""
+    meta = table.schema.metadata or {}
+    drop: list[str] = []
+    if b"pandas" in meta:
+        index = json.loads(meta[b"pandas"]).get("index_columns", [])
+        drop = [c for c in index if isinstance(c, str) and c in table.column_names]
+    return table.drop_columns(drop).replace_schema_metadata(None)
 
 
 class _Writer:
-    def __init__(self, path: Path):
+    """Parquet or CSV, written to a hidden temporary file and renamed into place on close."""
+
+    def __init__(self, path: Path, schema: pa.Schema | None = None):
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
         self.parquet = path.suffix.lower() in (".parquet", ".pq")
+        self.schema = schema
         self.writer = None
-        self.n = 0
 
-    def write(self, df: pd.DataFrame) -> None:
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if self.writer is None:
-                self.schema = table.schema
+    def write(self, table: pa.Table) -> None:
+        if not self.parquet:  # CSV: dates as YYYY-MM-DD, as the input spec has them
+            for i, f in enumerate(table.schema):
+                if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
+                    table = table.set_column(i, f.name, pc.strftime(table.column(i), format="%Y-%m-%d"))
+        if self.writer is None:
+            self.schema = self.schema if self.schema is not None and self.parquet else table.schema
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.parquet:
                 self.writer = pq.ParquetWriter(self.tmp, self.schema)
-            self.writer.write_table(table.cast(self.schema))
-        else:
-            df.to_csv(
-                self.tmp,
-                mode="w" if self.n == 0 else "a",
-                header=self.n == 0,
-                index=False,
-                date_format="%Y-%m-%d",
-            )
-        self.n += 1
+            else:
+                self.writer = pa_csv.CSVWriter(self.tmp, self.schema)
+        self.writer.write_table(table if table.schema == self.schema else table.cast(self.schema))
 
-    def close(self, empty: pd.DataFrame) -> None:
+    def close(self, empty: pa.Table) -> None:
         """Finish the temporary file and move it into place (the only way output appears)."""
-        if self.n == 0:
+        if self.writer is None:
             self.write(empty)
-        if self.writer is not None:
-            self.writer.close()
+        self.writer.close()
         self.tmp.replace(self.path)
 
     def abort(self) -> None:
@@ -209,6 +281,13 @@ class _Writer:
         if self.writer is not None:
             self.writer.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _split_last_claim(table: pa.Table) -> np.ndarray | None:
+    """Mask of the rows of the table's last claim (None when the whole table is that claim)."""
+    claim = table.column("claim_id")
+    same = pc.fill_null(pc.equal(claim, claim[len(table) - 1]), False).to_numpy(zero_copy_only=False)
+    return same if not same.all() else None
 
 
 def score_file(
@@ -221,69 +300,97 @@ def score_file(
     lookback_days: int = 60,
     on_chunk=None,
 ) -> ScoreSummary:
-    """Stream a claim file through the model; returns the job's summary (with drift counts)."""
+    """Stream a claim file through the model; returns the job's summary (with drift counts).
+
+    The input rows are written back as they came (Arrow in, Arrow out), followed by the
+    score columns; rows that fail validation go to the rejects file instead."""
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = (
         Path(rejects_path) if rejects_path else output_path.with_name(output_path.stem + ".rejects.csv")
     )
     summary = ScoreSummary()
     reference = loaded.manifest.get("drift_reference")
-    out_w, rej_w = _Writer(output_path), _Writer(rejects_path)
-    context = carry_context(None, validate(history).lines) if history is not None else None
-    carry: pd.DataFrame | None = None
+    out_w, rej_w = _Writer(output_path), _Writer(rejects_path, REJECTS_SCHEMA)
+    context = carry_context(None, validate(history, keep_extra=False).lines) if history is not None else None
+    carry: tuple[pa.Table, np.ndarray] | None = None
     consumed = 0
-    empty_out = None
+    schema: pa.Schema | None = None
     try:
-        for chunk, last in _with_last(_chunks(input_path, chunk_lines)):
-            chunk = chunk.copy()
-            chunk[_ROW] = np.arange(consumed, consumed + len(chunk))
-            consumed += len(chunk)
+        for table, last in _with_last(_read_batches(input_path, chunk_lines)):
+            rows = np.arange(consumed, consumed + len(table), dtype=np.int64)
+            consumed += len(table)
+            if schema is None:
+                schema = _output_table(table).schema
             if carry is not None:
-                chunk = pd.concat([carry, chunk], ignore_index=True)
+                table = pa.concat_tables([carry[0], table])
+                rows = np.r_[carry[1], rows]
                 carry = None
-            if not last and len(chunk):
-                tail_claim = chunk["claim_id"].iloc[-1]
-                tail = (chunk["claim_id"] == tail_claim).to_numpy()
-                if not tail.all():  # hold the last claim back: it may continue in the next chunk
-                    carry = chunk.loc[tail].reset_index(drop=True)
-                    chunk = chunk.loc[~tail].reset_index(drop=True)
-            v = validate(chunk)
-            rej = v.rejects.copy()
-            rej["row"] = (
-                chunk[_ROW].to_numpy()[rej["row"].to_numpy(dtype=np.int64)] if len(rej) else rej["row"]
+            if not last and len(table):
+                tail = _split_last_claim(table)
+                if tail is not None:  # hold the last claim back: it may continue in the next chunk
+                    carry = (table.filter(pa.array(tail)), rows[tail])
+                    table, rows = table.filter(pa.array(~tail)), rows[~tail]
+            context = _score_chunk(
+                table, rows, loaded, context, lookback_days, summary, reference, out_w, rej_w
             )
-            n_ctx = 0
-            lines = v.lines
-            if context is not None and len(context) and len(lines):
-                start = lines["service_date"].min() - pd.Timedelta(days=lookback_days)
-                context = context[(context["service_date"] >= start).to_numpy()]
-                relevant = context[context["patient_id"].isin(lines["patient_id"].unique()).to_numpy()]
-                n_ctx = len(relevant)
-                lines = pd.concat([relevant, lines], ignore_index=True)
-            out = chunk.iloc[v.rows].drop(columns=[_ROW]).reset_index(drop=True)
-            if len(v.lines):
-                scores, detail = _score_lines(lines, loaded, n_ctx)
-                for c in SCORE_COLUMNS:
-                    out[c] = scores[c].to_numpy()
-                _accumulate(summary, detail, scores, reference)
-                out_w.write(out)
-            elif empty_out is None:
-                empty_out = out.assign(**{c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
-            if len(rej):
-                rej_w.write(rej[list(REJECT_COLUMNS)])
-            context = carry_context(context, v.lines)
-            summary.scored += len(v.lines)
-            summary.rejected += len(rej)
             if on_chunk is not None:
                 on_chunk(summary)
-            summary.rows_in = consumed - (0 if carry is None else len(carry))
+            summary.rows_in = consumed - (0 if carry is None else len(carry[1]))
     except BaseException:
         out_w.abort()
         rej_w.abort()
         raise
-    out_w.close(empty_out if empty_out is not None else pd.DataFrame(columns=list(SCORE_COLUMNS)))
-    rej_w.close(pd.DataFrame(columns=list(REJECT_COLUMNS)))
+    score_schema = pa.schema(
+        [
+            (c, pa.float64() if c in ("denial_probability", "dollars_at_risk") else pa.string())
+            for c in SCORE_COLUMNS
+        ]
+    )
+    out_schema = pa.unify_schemas([schema or pa.schema([]), score_schema])
+    out_w.close(out_schema.empty_table())
+    rej_w.close(REJECTS_SCHEMA.empty_table())
     return summary
+
+
+def _score_chunk(
+    table: pa.Table,
+    rows: np.ndarray,
+    loaded: LoadedModel,
+    context: pd.DataFrame | None,
+    lookback_days: int,
+    summary: ScoreSummary,
+    reference: dict | None,
+    out_w: _Writer,
+    rej_w: _Writer,
+) -> pd.DataFrame | None:
+    """Validate, score and write one chunk; returns the context for the next one."""
+    v = validate(frame_from_arrow(table), keep_extra=False)
+    if len(v.rejects):
+        rej = v.rejects.assign(row=rows[v.rejects["row"].to_numpy(dtype=np.int64)])
+        rej_w.write(
+            pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
+        )
+    lines, n_ctx = v.lines, 0
+    if context is not None and len(context) and len(lines):
+        start = lines["service_date"].min() - pd.Timedelta(days=lookback_days)
+        context = context[(context["service_date"] >= start).to_numpy()]
+        patients = lines["patient_id"]
+        patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
+        relevant = context[context["patient_id"].isin(patients).to_numpy()]
+        n_ctx = len(relevant)
+        lines = concat_lines([relevant, lines])
+    if len(v.lines):
+        scored = _score_lines(lines, loaded, n_ctx)
+        out = _output_table(table)
+        if len(v.rows) < len(table):
+            out = out.take(pa.array(v.rows))
+        for c in SCORE_COLUMNS:
+            out = out.append_column(c, scored.columns[c])
+        out_w.write(out)
+        _accumulate(summary, scored, reference)
+    summary.scored += len(v.lines)
+    summary.rejected += len(v.rejects)
+    return carry_context(context, v.lines)
 
 
 def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataFrame:
@@ -291,16 +398,24 @@ def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataF
     its two latest service days. With the batch sorted by date that is exactly what the
     cross-line rules read across a chunk boundary (same-day duplicates and daily totals on
     the boundary day, the previous dose before it), so the context stays small."""
-    seen = lines if context is None or not len(context) else pd.concat([context, lines], ignore_index=True)
+    seen = lines if context is None or not len(context) else concat_lines([context, lines])
     if not len(seen):
         return seen
-    rank = seen.groupby(["patient_id", "hcpcs_code"], sort=False)["service_date"].rank(
-        method="dense", ascending=False
-    )
-    return seen[(rank <= 2).to_numpy()].reset_index(drop=True)
+    patient, _ = _factorize(seen["patient_id"])
+    code, code_u = _factorize(seen["hcpcs_code"])
+    key = patient.astype(np.int64) * (len(code_u) + 1) + code
+    day = seen["service_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    order = np.lexsort((-day, key))
+    k, d = key[order], day[order]
+    new_key = np.r_[True, k[1:] != k[:-1]]
+    new_day = np.cumsum(new_key | np.r_[True, d[1:] != d[:-1]])
+    rank = new_day - np.maximum.accumulate(np.where(new_key, new_day, 0)) + 1  # dense, latest day 1
+    keep = np.zeros(len(seen), dtype=bool)
+    keep[order[rank <= 2]] = True
+    return compact_lines(seen.iloc[np.flatnonzero(keep)])
 
 
-def _with_last(it: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, bool]]:
+def _with_last(it: Iterator) -> Iterator[tuple]:
     prev = None
     for x in it:
         if prev is not None:
@@ -310,16 +425,16 @@ def _with_last(it: Iterator[pd.DataFrame]) -> Iterator[tuple[pd.DataFrame, bool]
         yield prev, True
 
 
-def _accumulate(summary: ScoreSummary, detail: dict, scores: pd.DataFrame, reference: dict | None) -> None:
-    p = detail["p"]
+def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -> None:
+    p = scored.p
     summary.score_hist += np.histogram(p, bins=SCORE_BINS)[0]
-    for tier, n in scores["risk_tier"].value_counts().items():
+    for tier, n in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)), strict=True):
         summary.tiers[tier] = summary.tiers.get(tier, 0) + int(n)
-    cats = detail["result"].category_hits()
+    cats = scored.result.category_hits()
     for c in CATEGORIES:
         summary.category_lines[c] += int(cats[c].sum())
-    summary.dollars_at_risk += float(scores["dollars_at_risk"].sum())
-    summary.billed += float(detail["billed"].sum())
+    summary.dollars_at_risk += float(np.round(p * scored.billed, 2).sum())
+    summary.billed += float(scored.billed.sum())
     if reference:
-        for name, counts in _drift_counts(detail["features"], p, reference).items():
+        for name, counts in _drift_counts(scored.features, p, reference).items():
             summary.features[name] = summary.features.get(name, 0) + counts

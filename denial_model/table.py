@@ -124,22 +124,114 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
 
 
 def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, uniques as an object array); missing values are a value of their own."""
+    """(codes, uniques as an object array); missing values are a value of their own.
+
+    Validated text columns are categorical: their codes and categories are used as they are
+    (categories may include values no row uses any more)."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes = np.asarray(s.cat.codes, dtype=np.intp)
+        uniques = np.asarray(s.cat.categories, dtype=object)
+        if len(codes) and codes.min() < 0:
+            codes = np.where(codes < 0, len(uniques), codes)
+            uniques = np.append(uniques, np.nan)
+        return codes, uniques
     codes, uniques = s.factorize(use_na_sentinel=False)
-    return np.asarray(codes), np.asarray(uniques, dtype=object)
+    return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
+
+
+def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
+    """Categorical from codes (-1: missing) and categories known to be distinct and non-null
+    (they come from a factorize), without pandas checking them again: that check hashes every
+    category, which for ids costs more than the work it guards."""
+    cats = pd.Index(categories, dtype=object)
+    try:
+        from pandas.core.dtypes.cast import coerce_indexer_dtype
+
+        dtype = pd.CategoricalDtype._from_fastpath(cats, False)
+        return pd.Categorical._simple_new(coerce_indexer_dtype(codes, cats), dtype)
+    except (ImportError, AttributeError, TypeError):  # pandas without the internal fast path
+        return pd.Categorical.from_codes(codes, categories=cats, validate=False)
 
 
 def per_unique(s: pd.Series, fn) -> pd.Series:
     """Apply a Series -> Series function to the distinct values only, then spread back.
 
     Claim columns repeat a few values many times (codes, payer types, modifier lists), so
-    string work on the uniques is far cheaper than on every row.
+    string work on the distinct values is far cheaper than on every row. Text results come
+    back categorical (codes per row, each distinct text once); others as plain arrays.
     """
     codes, uniques = _factorize(s)
-    res = pd.Series(fn(pd.Series(uniques, dtype=object)).to_numpy())  # dtype inferred on uniques only
-    out = res.take(codes)
-    out.index = s.index
-    return out
+    vals = np.asarray(fn(pd.Series(uniques, dtype=object)).to_numpy())
+    if vals.dtype == object:
+        rcodes, runiques = pd.factorize(vals)  # distinct results (normalizing can merge values)
+        return pd.Series(
+            _categorical(np.asarray(rcodes)[codes], np.asarray(runiques, dtype=object)), index=s.index
+        )
+    return pd.Series(vals[codes], index=s.index)
+
+
+def concat_lines(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Stack validated tables, keeping text columns categorical (union of the categories)."""
+    frames = [f for f in frames if len(f)] or frames[:1]
+    if len(frames) == 1:
+        return frames[0].reset_index(drop=True)
+    out = {}
+    for c in frames[0].columns:
+        parts = [f[c] for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            out[c] = _union_categorical(parts)
+        else:
+            out[c] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(out)
+
+
+def _union_categorical(parts: list[pd.Series]) -> pd.Series:
+    """Stack categorical Series: the categories are merged by hashing (object, no sort)."""
+    cats = [np.asarray(p.cat.categories, dtype=object) for p in parts]
+    merged, uniques = pd.factorize(np.concatenate(cats))
+    merged = np.asarray(merged)
+    starts = np.cumsum([0, *(len(c) for c in cats)])
+    codes = []
+    for k, p in enumerate(parts):
+        old = np.asarray(p.cat.codes, dtype=np.intp)
+        lut = np.append(merged[starts[k] : starts[k + 1]], -1)  # code -1 (missing) stays -1
+        codes.append(lut[old])
+    return pd.Series(_categorical(np.concatenate(codes), np.asarray(uniques, dtype=object)))
+
+
+def compact_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    """Drop categories no row uses (a carried table must not grow with the job)."""
+    out = {}
+    for c in lines.columns:
+        s = lines[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            codes = np.asarray(s.cat.codes, dtype=np.intp)
+            used = np.flatnonzero(np.bincount(codes[codes >= 0], minlength=len(s.cat.categories)))
+            lut = np.full(len(s.cat.categories) + 1, -1, dtype=np.intp)
+            lut[used] = np.arange(len(used))
+            cats = np.asarray(s.cat.categories, dtype=object)[used]
+            out[c] = pd.Series(_categorical(lut[codes], cats))
+        else:
+            out[c] = s.reset_index(drop=True)
+    return pd.DataFrame(out)
+
+
+def frame_from_arrow(table) -> pd.DataFrame:
+    """The input columns of an Arrow table as pandas, text dictionary-encoded by Arrow.
+
+    `validate` then works on each distinct value once and keeps the codes, so no per-row
+    Python string is ever made on the scoring path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cols = [c for c in INPUT_COLUMNS if c in table.column_names]
+    arrays = []
+    for c in cols:
+        col = table.column(c)
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            col = pc.dictionary_encode(col)
+        arrays.append(col)
+    return pa.table(arrays, names=cols).to_pandas(date_as_object=False)
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -196,19 +288,24 @@ def check_required_columns(columns: list[str] | pd.Index) -> None:
         )
 
 
-def validate(df: pd.DataFrame, row_offset: int = 0) -> Validated:
+def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> Validated:
     """Validate and normalize a raw claim-line table.
 
-    Normalized types: dates are datetime64, numbers float64 (line_number int64), codes upper
-    case, `diagnosis_codes` dotted ICD-10-CM, NDCs 11 digits; missing optional text is ''.
-    `row_offset` numbers rows when the table is one chunk of a larger file.
+    Normalized types: dates are datetime64, numbers float64 (line_number int64), text columns
+    categorical with codes upper case, `diagnosis_codes` dotted ICD-10-CM, NDCs 11 digits and
+    '' for missing optional text. `row_offset` numbers rows when the table is one chunk of a
+    larger file; `keep_extra=False` drops columns the spec does not name (scoring reads the
+    input columns only and writes the raw rows back itself).
     """
     check_required_columns(df.columns)
     n = len(df)
-    out = df.reset_index(drop=True).copy()
+    out = df.reset_index(drop=True)
+    if not keep_extra:
+        out = out[[c for c in INPUT_COLUMNS if c in out.columns]]
+    out = out.copy(deep=False)
     for col in OPTIONAL:
         if col not in out.columns:
-            out[col] = ""
+            out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
     # (column, bad mask, reason, offending values or None); reasons are built for bad rows only
     problems: list[tuple[str, pd.Series, str, pd.Series | None]] = []
 
@@ -334,7 +431,7 @@ def validate(df: pd.DataFrame, row_offset: int = 0) -> Validated:
     out["prior_auth_number"] = text["prior_auth_number"]
     out["documentation"] = docs
     keep = ~bad_any.to_numpy()
-    good = out.loc[keep].reset_index(drop=True)
+    good = out if keep.all() else out.iloc[np.flatnonzero(keep)].reset_index(drop=True)
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
     return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
 

@@ -106,3 +106,40 @@ def test_unknown_file_format_is_a_clear_error(tmp_path):
     p.write_text("x")
     with pytest.raises(ClaimTableError, match="unknown format"):
         read_table(p)
+
+
+def test_validated_text_is_categorical_and_equal_to_normalized_strings():
+    raw = _raw()
+    raw.loc[0, "hcpcs_code"] = " j2315 "
+    lines = validate(raw).lines
+    assert isinstance(lines["hcpcs_code"].dtype, pd.CategoricalDtype)
+    assert lines["hcpcs_code"].iloc[0] == "J2315"
+    assert lines["hcpcs_code"].astype(str).tolist() == [c.strip().upper() for c in raw["hcpcs_code"]]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_categorical_from_factorized_codes_equals_pandas_from_codes(fast_path, monkeypatch):
+    import numpy as np
+
+    from denial_model.table import _categorical
+
+    if not fast_path:
+        monkeypatch.delattr(pd.CategoricalDtype, "_from_fastpath")
+    codes = np.array([2, 0, -1, 1, 2])
+    cats = np.array(["b", "a", "c"], dtype=object)
+    ours = _categorical(codes, cats)
+    ref = pd.Categorical.from_codes(codes, categories=pd.Index(cats, dtype=object))
+    assert ours.equals(ref) and list(ours.categories) == ["b", "a", "c"]
+
+
+def test_concat_and_compact_keep_values_and_drop_unused_categories():
+    from denial_model.table import compact_lines, concat_lines
+
+    a = validate(_raw(2)).lines
+    b = validate(_raw(3).assign(claim_id=lambda d: "X" + d["claim_id"])).lines
+    both = concat_lines([a, b])
+    assert both["claim_id"].astype(str).tolist() == [*a["claim_id"].astype(str), *b["claim_id"].astype(str)]
+    assert both["units"].tolist() == [*a["units"], *b["units"]]
+    small = compact_lines(both.iloc[:1])
+    assert list(small["claim_id"].cat.categories) == [a["claim_id"].iloc[0]]
+    assert small["claim_id"].iloc[0] == a["claim_id"].iloc[0]

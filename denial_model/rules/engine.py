@@ -284,13 +284,12 @@ def _diagnosis_flagged(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 @check("diagnosis_valid")
 def _diagnosis_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    rows, codes = ctx.frame.diagnosis_long
-    out = np.zeros(ctx.n, dtype=bool)
-    if len(codes):
-        uniq, inv = np.unique(codes.astype(str), return_inverse=True)
-        bad_u = ~icd10_billable(uniq)
-        out[rows[bad_u[inv]]] = True
-    return out
+    codes, lists = ctx.frame._diagnosis_factor  # each distinct diagnosis list checked once
+    split = [str(u).split(";") for u in lists]
+    ok = icd10_billable([c for s in split for c in s])
+    ends = np.cumsum([len(s) for s in split])
+    bad_u = np.array([not ok[e - len(s) : e].all() for s, e in zip(split, ends, strict=True)], dtype=bool)
+    return bad_u[codes] if ctx.n else np.zeros(0, dtype=bool)
 
 
 @check("documentation_required")
@@ -457,27 +456,51 @@ class RuleResult:
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.hits, columns=self.ids)
 
+    @cached_property
     def _combos(self) -> tuple[np.ndarray, np.ndarray]:
-        """(inverse, unique rows) of the hit matrix: per-line strings are built per combo."""
-        if self.hits.shape[0] == 0:
-            return np.zeros(0, np.int64), np.zeros((0, self.hits.shape[1]), bool)
-        packed = np.packbits(self.hits, axis=1)
-        void = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
-        _, first, inv = np.unique(void, return_index=True, return_inverse=True)
-        return inv.ravel(), self.hits[first]
+        """(inverse, unique rows) of the hit matrix: per-line strings are built per combo.
 
-    def _per_line(self, text: Callable[[list[Rule]], str]) -> np.ndarray:
-        inv, combos = self._combos()
+        Each row's hits are packed into 64-bit words and the words factorized (hashing, no
+        sort), so this stays linear in the lines."""
+        n, r = self.hits.shape
+        if n == 0:
+            return np.zeros(0, np.intp), np.zeros((0, r), bool)
+        words = -(-r // 64)
+        packed = np.zeros((n, words * 8), dtype=np.uint8)
+        packed[:, : -(-r // 8)] = np.packbits(self.hits, axis=1)
+        packed = packed.view(np.uint64)
+        inv = np.zeros(n, dtype=np.intp)
+        for k in range(words):
+            codes, uniq = pd.factorize(packed[:, k])
+            inv, _ = pd.factorize(inv * len(uniq) + codes)
+        inv = np.asarray(inv, dtype=np.intp)
+        # factorize numbers values by first appearance: a row is a combo's first where its
+        # code exceeds every code before it
+        first = np.flatnonzero(np.r_[True, inv[1:] > np.maximum.accumulate(inv)[:-1]])
+        return inv, self.hits[first]
+
+    def per_line_codes(self, text: Callable[[list[Rule]], str]) -> tuple[np.ndarray, np.ndarray]:
+        """(code per line, distinct strings): `text` of each line's fired rules, built once per
+        distinct combination of hits."""
+        inv, combos = self._combos
         strings = np.array(
             [text([r for r, h in zip(self.rules, row, strict=True) if h]) for row in combos],
             dtype=object,
         )
+        return inv, strings
+
+    def _per_line(self, text: Callable[[list[Rule]], str]) -> np.ndarray:
+        inv, strings = self.per_line_codes(text)
         return strings[inv] if len(inv) else np.zeros(0, dtype=object)
+
+    @staticmethod
+    def hit_ids(rules: list[Rule]) -> str:
+        return ";".join(r.id for r in rules)
 
     @cached_property
     def rule_hits(self) -> np.ndarray:
         """Rule ids that fired on each line, ';'-separated ('' for none)."""
-        return self._per_line(lambda rs: ";".join(r.id for r in rs))
+        return self._per_line(self.hit_ids)
 
     @cached_property
     def carcs(self) -> np.ndarray:
