@@ -139,16 +139,20 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
 
 
+def _fast_categorical(codes: np.ndarray, cats: pd.Index) -> pd.Categorical:
+    from pandas.core.dtypes.cast import coerce_indexer_dtype
+
+    dtype = pd.CategoricalDtype._from_fastpath(cats, False)
+    return pd.Categorical._simple_new(coerce_indexer_dtype(codes, cats), dtype)
+
+
 def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
     """Categorical from codes (-1: missing) and categories known to be distinct and non-null
     (they come from a factorize), without pandas checking them again: that check hashes every
     category, which for ids costs more than the work it guards."""
     cats = pd.Index(categories, dtype=object)
     try:
-        from pandas.core.dtypes.cast import coerce_indexer_dtype
-
-        dtype = pd.CategoricalDtype._from_fastpath(cats, False)
-        return pd.Categorical._simple_new(coerce_indexer_dtype(codes, cats), dtype)
+        return _fast_categorical(codes, cats)
     except (ImportError, AttributeError, TypeError):  # pandas without the internal fast path
         return pd.Categorical.from_codes(codes, categories=cats, validate=False)
 
