@@ -50,10 +50,11 @@ class RuleFeaturizer(TransformerMixin, BaseEstimator):
         self.pack_sha256_ = self.pack_.sha256
         return self
 
-    def evaluate(self, X: pd.DataFrame | ClaimFrame) -> RuleResult:
-        """Full rule result (hit matrix, rule_hits strings, CARCs) for `X`."""
+    def evaluate(self, X: pd.DataFrame | ClaimFrame, earlier: pd.DataFrame | None = None) -> RuleResult:
+        """Full rule result (hit matrix, rule_hits strings, CARCs) for `X`; `earlier`:
+        validated lines before `X` that the cross-line rules read (see `rules.engine`)."""
         check_is_fitted(self, "pack_")
-        return evaluate(as_claim_frame(X), self.pack_)
+        return evaluate(as_claim_frame(X), self.pack_, earlier=earlier)
 
     def transform(self, X):
         hits = self.evaluate(X).hits

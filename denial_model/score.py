@@ -15,9 +15,13 @@ by service date (as a nightly export is): give it sorted, or pass the earlier li
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import queue
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,25 +146,24 @@ class Scored:
     result: RuleResult
 
 
-def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, n_context: int) -> Scored:
-    """Score validated lines; the first `n_context` rows are look-back context, not output."""
+def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, earlier: pd.DataFrame | None = None) -> Scored:
+    """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
     feats = loaded.model.named_steps["features"]
     predictor = loaded.predictor
-    result = feats.rules_.evaluate(ClaimFrame(lines))
-    sub = lines.iloc[n_context:].reset_index(drop=True) if n_context else lines
-    hits = result.hits[n_context:]
-    rk = RuleResult(hits=hits, rules=result.rules, drug=result.drug[n_context:])
-    attrs = feats.attributes(ClaimFrame(sub), rk.drug)
+    frame = ClaimFrame(lines)
+    rk = feats.rules_.evaluate(frame, earlier=earlier)
+    hits = rk.hits
+    attrs = feats.attributes(frame, rk.drug)
     prepared = predictor.prepare(attrs, binary=(rk.ids, hits))
     raw = predictor.raw(prepared)
     p = predictor.calibrate(raw)
     findings = counterfactuals(predictor, prepared, rk, raw)
     reasons, fixes = reasons_and_fixes(
-        findings, rk, p, loaded.thresholds.high, feats.prior_, attrs, sub["payer_id"], sub["hcpcs_code"]
+        findings, rk, p, loaded.thresholds.high, feats.prior_, attrs, lines["payer_id"], lines["hcpcs_code"]
     )
     tier = (p >= loaded.thresholds.medium).astype(np.int8) + (p >= loaded.thresholds.high).astype(np.int8)
     hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
-    billed = sub["billed_amount"].to_numpy(dtype=float)
+    billed = lines["billed_amount"].to_numpy(dtype=float)
     columns = {
         "denial_probability": pa.array(p, pa.float64()),
         "risk_tier": _TIERS.take(pa.array(tier)),
@@ -178,11 +181,10 @@ def score_frame(
     """(scored rows: input columns + score columns, rejects). `history`: earlier lines for
     the cross-line rules (not scored, not returned)."""
     v = validate(df, keep_extra=False)
-    ctx = validate(history, keep_extra=False).lines if history is not None else v.lines.iloc[:0]
-    lines = concat_lines([ctx, v.lines]) if len(ctx) else v.lines
+    earlier = validate(history, keep_extra=False).lines if history is not None else None
     out = df.iloc[v.rows].reset_index(drop=True)
-    if len(lines):
-        scored = _score_lines(lines, loaded, len(ctx))
+    if len(v.lines):
+        scored = _score_lines(v.lines, loaded, earlier)
         for c in SCORE_COLUMNS:
             out[c] = scored.columns[c].to_pandas()
     else:
@@ -246,7 +248,10 @@ def _output_table(table: pa.Table) -> pa.Table:
 
 
 class _Writer:
-    """Parquet or CSV, written to a hidden temporary file and renamed into place on close."""
+    """Parquet or CSV, written to a hidden temporary file and renamed into place on close.
+
+    Writes run in a background thread (Arrow encodes and compresses outside the GIL), one
+    at a time: a write waits for the one before it, so at most one chunk is in flight."""
 
     def __init__(self, path: Path, schema: pa.Schema | None = None):
         self.path = path
@@ -254,8 +259,19 @@ class _Writer:
         self.parquet = path.suffix.lower() in (".parquet", ".pq")
         self.schema = schema
         self.writer = None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="denial-model-writer")
+        self.pending: Future | None = None
 
     def write(self, table: pa.Table) -> None:
+        self._wait()
+        self.pending = self.pool.submit(self._write, table)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # a failed write raises here, in the caller
+
+    def _write(self, table: pa.Table) -> None:
         if not self.parquet:  # CSV: dates as YYYY-MM-DD, as the input spec has them
             for i, f in enumerate(table.schema):
                 if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
@@ -271,13 +287,20 @@ class _Writer:
 
     def close(self, empty: pa.Table) -> None:
         """Finish the temporary file and move it into place (the only way output appears)."""
-        if self.writer is None:
-            self.write(empty)
-        self.writer.close()
+        try:
+            self._wait()
+            if self.writer is None:
+                self._write(empty)
+            self.writer.close()
+        finally:
+            self.pool.shutdown()
         self.tmp.replace(self.path)
 
     def abort(self) -> None:
         """A failed job leaves nothing behind that could pass for a result."""
+        with contextlib.suppress(Exception):  # the job is failing already: its error is the one to report
+            self._wait()
+        self.pool.shutdown()
         if self.writer is not None:
             self.writer.close()
         self.tmp.unlink(missing_ok=True)
@@ -303,7 +326,8 @@ def score_file(
     """Stream a claim file through the model; returns the job's summary (with drift counts).
 
     The input rows are written back as they came (Arrow in, Arrow out), followed by the
-    score columns; rows that fail validation go to the rejects file instead."""
+    score columns; rows that fail validation go to the rejects file instead. Reading the next
+    chunk and writing the last one run in background threads while a chunk is scored."""
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = (
         Path(rejects_path) if rejects_path else output_path.with_name(output_path.stem + ".rejects.csv")
@@ -312,30 +336,14 @@ def score_file(
     reference = loaded.manifest.get("drift_reference")
     out_w, rej_w = _Writer(output_path), _Writer(rejects_path, REJECTS_SCHEMA)
     context = carry_context(None, validate(history, keep_extra=False).lines) if history is not None else None
-    carry: tuple[pa.Table, np.ndarray] | None = None
-    consumed = 0
     schema: pa.Schema | None = None
     try:
-        for table, last in _with_last(_read_batches(input_path, chunk_lines)):
-            rows = np.arange(consumed, consumed + len(table), dtype=np.int64)
-            consumed += len(table)
-            if schema is None:
-                schema = _output_table(table).schema
-            if carry is not None:
-                table = pa.concat_tables([carry[0], table])
-                rows = np.r_[carry[1], rows]
-                carry = None
-            if not last and len(table):
-                tail = _split_last_claim(table)
-                if tail is not None:  # hold the last claim back: it may continue in the next chunk
-                    carry = (table.filter(pa.array(tail)), rows[tail])
-                    table, rows = table.filter(pa.array(~tail)), rows[~tail]
-            context = _score_chunk(
-                table, rows, loaded, context, lookback_days, summary, reference, out_w, rej_w
-            )
+        for chunk in _prefetched(_claim_chunks(input_path, chunk_lines)):
+            schema = schema or chunk.schema
+            context = _score_chunk(chunk, loaded, context, lookback_days, summary, reference, out_w, rej_w)
+            summary.rows_in = chunk.rows_in
             if on_chunk is not None:
                 on_chunk(summary)
-            summary.rows_in = consumed - (0 if carry is None else len(carry[1]))
     except BaseException:
         out_w.abort()
         rej_w.abort()
@@ -352,9 +360,80 @@ def score_file(
     return summary
 
 
+@dataclass
+class _Chunk:
+    table: pa.Table  # raw input rows, whole claims only
+    rows: np.ndarray  # their row numbers in the input file
+    frame: pd.DataFrame  # the input columns as pandas, for validation
+    rows_in: int  # input rows read and not held back so far
+    schema: pa.Schema  # of the output's input columns
+
+
+def _claim_chunks(path: Path, chunk_lines: int) -> Iterator[_Chunk]:
+    """The file in chunks of whole claims: a chunk's last claim is held back and put in
+    front of the next chunk, as it may continue there."""
+    carry: tuple[pa.Table, np.ndarray] | None = None
+    consumed = 0
+    schema = None
+    for table, last in _with_last(_read_batches(path, chunk_lines)):
+        rows = np.arange(consumed, consumed + len(table), dtype=np.int64)
+        consumed += len(table)
+        schema = schema or _output_table(table).schema
+        if carry is not None:
+            table = pa.concat_tables([carry[0], table])
+            rows = np.r_[carry[1], rows]
+            carry = None
+        if not last and len(table):
+            tail = _split_last_claim(table)
+            if tail is not None:
+                carry = (table.filter(pa.array(tail)), rows[tail])
+                table, rows = table.filter(pa.array(~tail)), rows[~tail]
+        held = 0 if carry is None else len(carry[1])
+        yield _Chunk(table, rows, frame_from_arrow(table), consumed - held, schema)
+
+
+def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """Produce the next items in a background thread while the caller works on this one
+    (Arrow's reading, decoding and dictionary encoding run outside the GIL). Errors are
+    raised in the caller; a caller that stops early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(msg: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(msg, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for x in items:
+                if not put(("item", x)):
+                    return
+            put(("done", None))
+        except BaseException as e:  # handed to the caller
+            put(("error", e))
+
+    thread = threading.Thread(target=run, name="denial-model-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, x = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise x
+            yield x
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _score_chunk(
-    table: pa.Table,
-    rows: np.ndarray,
+    chunk: _Chunk,
     loaded: LoadedModel,
     context: pd.DataFrame | None,
     lookback_days: int,
@@ -364,23 +443,22 @@ def _score_chunk(
     rej_w: _Writer,
 ) -> pd.DataFrame | None:
     """Validate, score and write one chunk; returns the context for the next one."""
-    v = validate(frame_from_arrow(table), keep_extra=False)
+    table, rows = chunk.table, chunk.rows
+    v = validate(chunk.frame, keep_extra=False)
     if len(v.rejects):
         rej = v.rejects.assign(row=rows[v.rejects["row"].to_numpy(dtype=np.int64)])
         rej_w.write(
             pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
         )
-    lines, n_ctx = v.lines, 0
+    lines, relevant = v.lines, None
     if context is not None and len(context) and len(lines):
         start = lines["service_date"].min() - pd.Timedelta(days=lookback_days)
         context = context[(context["service_date"] >= start).to_numpy()]
         patients = lines["patient_id"]
         patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
         relevant = context[context["patient_id"].isin(patients).to_numpy()]
-        n_ctx = len(relevant)
-        lines = concat_lines([relevant, lines])
     if len(v.lines):
-        scored = _score_lines(lines, loaded, n_ctx)
+        scored = _score_lines(lines, loaded, relevant)
         out = _output_table(table)
         if len(v.rows) < len(table):
             out = out.take(pa.array(v.rows))
@@ -395,9 +473,13 @@ def _score_chunk(
 
 def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataFrame:
     """What later chunks need from the lines seen so far: per patient and code, the lines of
-    its two latest service days. With the batch sorted by date that is exactly what the
-    cross-line rules read across a chunk boundary (same-day duplicates and daily totals on
-    the boundary day, the previous dose before it), so the context stays small."""
+    its latest service day, and of the day before that when the latest is the last day seen.
+
+    With the batch sorted by date that is exactly what the cross-line rules read across a
+    chunk boundary: same-day duplicates and daily totals can only meet lines of the boundary
+    day (the last day seen), and the previous dose of a later line is the latest day before
+    it (for a line on the boundary day, the day before the boundary). So the context stays
+    about one line per active patient and code, whatever the size of the file."""
     seen = lines if context is None or not len(context) else concat_lines([context, lines])
     if not len(seen):
         return seen
@@ -410,8 +492,10 @@ def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataF
     new_key = np.r_[True, k[1:] != k[:-1]]
     new_day = np.cumsum(new_key | np.r_[True, d[1:] != d[:-1]])
     rank = new_day - np.maximum.accumulate(np.where(new_key, new_day, 0)) + 1  # dense, latest day 1
+    latest = d[np.maximum.accumulate(np.where(new_key, np.arange(len(k)), 0))]  # the key's latest day
+    wanted = (rank == 1) | ((rank == 2) & (latest == day.max()))
     keep = np.zeros(len(seen), dtype=bool)
-    keep[order[rank <= 2]] = True
+    keep[order[wanted]] = True
     return compact_lines(seen.iloc[np.flatnonzero(keep)])
 
 

@@ -180,7 +180,7 @@ def concat_lines(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if len(frames) == 1:
         return frames[0].reset_index(drop=True)
     out = {}
-    for c in frames[0].columns:
+    for c in [c for c in frames[0].columns if all(c in f.columns for f in frames[1:])]:
         parts = [f[c] for f in frames]
         if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
             out[c] = _union_categorical(parts)

@@ -86,3 +86,20 @@ def test_vectorized_engine_matches_per_row_reference(pack, ref, rows):
     slow = reference_hits(v.lines, pack, ref)
     diff = np.argwhere(fast != slow)
     assert not len(diff), [(int(i), pack.rules[j].id, bool(fast[i, j])) for i, j in diff[:5]]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(line, min_size=2, max_size=14), st.sampled_from(["B", "C", "D"]))
+def test_earlier_lines_give_the_cross_line_rules_what_the_whole_table_gives(pack, ref, rows, split):
+    """Scoring a chunk with the lines before it as `earlier` equals scoring the whole table
+    (claims are not split, as the streaming scorer guarantees)."""
+    df = pd.DataFrame(rows).sort_values("claim_id", kind="stable").reset_index(drop=True)
+    df["submission_date"] = (
+        pd.to_datetime(df["service_date"]) + pd.to_timedelta(df.pop("lag"), unit="D")
+    ).dt.strftime("%Y-%m-%d")
+    lines = validate(df).lines
+    later = (lines["claim_id"].astype(str) >= split).to_numpy()
+    whole = evaluate(lines, pack, ref).hits[later]
+    parts = evaluate(lines[later].reset_index(drop=True), pack, ref, earlier=lines[~later]).hits
+    diff = np.argwhere(whole != parts)
+    assert not len(diff), [(int(i), pack.rules[j].id, bool(whole[i, j])) for i, j in diff[:5]]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from denial_model.reference import Reference, icd10_billable, load_reference
 from denial_model.rules.pack import CATEGORIES, Rule, RulePack, load_pack
-from denial_model.table import DOC_BIT, ClaimFrame, _factorize
+from denial_model.table import DOC_BIT, ClaimFrame, _factorize, concat_lines
 
 _NUMERIC_FIELDS = {"dose_mg", "ndc_quantity"}
 
@@ -175,11 +175,15 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
 
 Check = Callable[[Context, dict, np.ndarray], np.ndarray]
 CHECKS: dict[str, Check] = {}
+# kinds that compare a line with other lines of the patient, so earlier lines matter
+CROSS_LINE: set[str] = set()
 
 
-def check(kind: str) -> Callable[[Check], Check]:
+def check(kind: str, cross_line: bool = False) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         CHECKS[kind] = fn
+        if cross_line:
+            CROSS_LINE.add(kind)
         return fn
 
     return register
@@ -239,7 +243,7 @@ def _group_ids(*keys: np.ndarray) -> np.ndarray:
     return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
 
 
-@check("max_per_day")
+@check("max_per_day", cross_line=True)
 def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     field = p.get("field", "units")
     val = np.nan_to_num(ctx.df[field].to_numpy(dtype=float))
@@ -322,7 +326,7 @@ def days_since_previous_dose(patient: np.ndarray, day: np.ndarray) -> np.ndarray
     return out
 
 
-@check("min_days_between_doses")
+@check("min_days_between_doses", cross_line=True)
 def _min_days(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     active = m & ~ctx.frame.is_jw
     idx = np.flatnonzero(active)
@@ -346,7 +350,7 @@ def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return (ctx.submission_day - ctx.service_day) > limits
 
 
-@check("duplicate_line")
+@check("duplicate_line", cross_line=True)
 def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     exempt = ctx.frame.has_modifier(p.get("exempt_modifiers", ["76", "77"]))
     idx = np.flatnonzero(m & ~exempt)
@@ -529,15 +533,26 @@ def evaluate(
     lines: pd.DataFrame | ClaimFrame,
     pack: RulePack | None = None,
     ref: Reference | None = None,
+    earlier: pd.DataFrame | None = None,
 ) -> RuleResult:
-    """Evaluate every rule of `pack` over a validated table, all lines at once."""
+    """Evaluate every rule of `pack` over a validated table, all lines at once.
+
+    `earlier`: validated lines before these (a previous chunk's look-back) that the
+    cross-line kinds read; they get no result of their own, and the other kinds never see
+    them."""
     pack = pack or load_pack()
     ref = ref or load_reference()
     frame = lines if isinstance(lines, ClaimFrame) else ClaimFrame(lines)
     ctx = Context(frame, pack, ref)
+    n_earlier = 0 if earlier is None else len(earlier)
+    wide = ctx
+    if n_earlier and frame.n and any(r.kind in CROSS_LINE for r in pack.rules):
+        wide = Context(ClaimFrame(concat_lines([earlier, frame.df])), pack, ref)
     hits = np.zeros((frame.n, len(pack.rules)), dtype=bool, order="F")  # column writes stay contiguous
     for j, rule in enumerate(pack.rules):
-        mask = applies_mask(rule, ctx)
+        c = wide if rule.kind in CROSS_LINE else ctx
+        mask = applies_mask(rule, c)
         if mask.any():
-            hits[:, j] = mask & CHECKS[rule.kind](ctx, rule.params, mask)
+            hit = mask & CHECKS[rule.kind](c, rule.params, mask)
+            hits[:, j] = hit[c.n - frame.n :]
     return RuleResult(hits=hits, rules=pack.rules, drug=ctx.drug)
