@@ -189,7 +189,7 @@ def simulate(
     """Simulate a claim history with outcomes and p_true (shared/spec/history.md)."""
     from datetime import date
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn
 
     from denial_model.simulate import SimConfig, write_history
 
@@ -204,17 +204,19 @@ def simulate(
         if config
         else SimConfig(**{k: v for k, v in overrides.items() if v is not None})
     )
-    with Progress(
-        TextColumn("simulating"),
-        BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} lines"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
+    with _progress(
+        TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} lines")
     ) as progress:
         task = progress.add_task("simulate", total=cfg.lines)
         summary = write_history(cfg, output, on_chunk=lambda s: progress.update(task, completed=s.lines))
     print_history_summary(summary, title=f"Simulated history -> {output}")
+
+
+def _progress(*columns):
+    """A transient progress display (the given columns, then elapsed time) on the console."""
+    from rich.progress import Progress, TimeElapsedColumn
+
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
 
 
 METRIC_COLUMNS = (
@@ -357,7 +359,7 @@ def score(
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
 ) -> None:
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import SpinnerColumn, TextColumn
 
     from denial_model.artifact import load_artifact
     from denial_model.score import score_file
@@ -365,13 +367,7 @@ def score(
 
     loaded = load_registered(model, tracking_uri) if model.startswith("models:/") else load_artifact(model)
     hist = read_table(history) if history else None
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with _progress(SpinnerColumn(), TextColumn("{task.description}")) as progress:
         task = progress.add_task("scoring")
         summary = score_file(
             input,

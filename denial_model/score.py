@@ -4,13 +4,12 @@
 (Parquet record batches, CSV chunks) so memory does not grow with the file, and writes the
 result atomically (temporary file, then rename). Rows in = rows scored + rows rejected.
 
-Cross-line rules (duplicates and daily totals, days since the previous dose, administration
-on the claim) need other lines. A claim is never split across chunks; each chunk is scored
-together with a small context carried from the lines before it: per patient and code, the
-lines of its two latest service days within `lookback_days` (see `carry_context`), seeded
-by an optional `history` table of earlier batches. This is exact when the batch is sorted
-by service date (as a nightly export is): give it sorted, or pass the earlier lines as
-`history`. `score_frame` sees the whole table at once and needs no ordering.
+Cross-line rules (duplicates and daily totals, days since the previous dose) need other
+lines. A claim is never split across chunks; each chunk is scored together with the earlier
+lines those rules can still reach, carried from chunk to chunk (see `carry_context`) and
+seeded by an optional `history` table of earlier batches. This is exact when the batch is
+sorted by service date (as a nightly export is): give it sorted, or pass the earlier lines
+as `history`. `score_frame` sees the whole table at once and needs no ordering.
 """
 
 from __future__ import annotations
@@ -320,7 +319,6 @@ def score_file(
     rejects_path: str | Path | None = None,
     history: pd.DataFrame | None = None,
     chunk_lines: int = 200_000,
-    lookback_days: int = 60,
     on_chunk=None,
 ) -> ScoreSummary:
     """Stream a claim file through the model; returns the job's summary (with drift counts).
@@ -335,12 +333,16 @@ def score_file(
     summary = ScoreSummary()
     reference = loaded.manifest.get("drift_reference")
     out_w, rej_w = _Writer(output_path), _Writer(rejects_path, REJECTS_SCHEMA)
-    context = carry_context(None, validate(history, keep_extra=False).lines) if history is not None else None
+    context = None
+    if history is not None:
+        earlier = validate(history, keep_extra=False).lines
+        until = loaded.model.named_steps["features"].rules_.evaluate(ClaimFrame(earlier)).relevant_until
+        context = carry_context(None, earlier, until)
     schema: pa.Schema | None = None
     try:
         for chunk in _prefetched(_claim_chunks(input_path, chunk_lines)):
             schema = schema or chunk.schema
-            context = _score_chunk(chunk, loaded, context, lookback_days, summary, reference, out_w, rej_w)
+            context = _score_chunk(chunk, loaded, context, summary, reference, out_w, rej_w)
             summary.rows_in = chunk.rows_in
             if on_chunk is not None:
                 on_chunk(summary)
@@ -435,13 +437,12 @@ def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
 def _score_chunk(
     chunk: _Chunk,
     loaded: LoadedModel,
-    context: pd.DataFrame | None,
-    lookback_days: int,
+    context: Carried | None,
     summary: ScoreSummary,
     reference: dict | None,
     out_w: _Writer,
     rej_w: _Writer,
-) -> pd.DataFrame | None:
+) -> Carried | None:
     """Validate, score and write one chunk; returns the context for the next one."""
     table, rows = chunk.table, chunk.rows
     v = validate(chunk.frame, keep_extra=False)
@@ -450,53 +451,54 @@ def _score_chunk(
         rej_w.write(
             pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
         )
-    lines, relevant = v.lines, None
-    if context is not None and len(context) and len(lines):
-        start = lines["service_date"].min() - pd.Timedelta(days=lookback_days)
-        context = context[(context["service_date"] >= start).to_numpy()]
-        patients = lines["patient_id"]
-        patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
-        relevant = context[context["patient_id"].isin(patients).to_numpy()]
-    if len(v.lines):
-        scored = _score_lines(lines, loaded, relevant)
-        out = _output_table(table)
-        if len(v.rows) < len(table):
-            out = out.take(pa.array(v.rows))
-        for c in SCORE_COLUMNS:
-            out = out.append_column(c, scored.columns[c])
-        out_w.write(out)
-        _accumulate(summary, scored, reference)
-    summary.scored += len(v.lines)
     summary.rejected += len(v.rejects)
-    return carry_context(context, v.lines)
+    if not len(v.lines):
+        return context
+    relevant = None
+    if context is not None and len(context.lines):
+        patients = v.lines["patient_id"]
+        patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
+        relevant = context.lines[context.lines["patient_id"].isin(patients).to_numpy()]
+    scored = _score_lines(v.lines, loaded, relevant)
+    out = _output_table(table)
+    if len(v.rows) < len(table):
+        out = out.take(pa.array(v.rows))
+    for c in SCORE_COLUMNS:
+        out = out.append_column(c, scored.columns[c])
+    out_w.write(out)
+    _accumulate(summary, scored, reference)
+    summary.scored += len(v.lines)
+    return carry_context(context, v.lines, scored.result.relevant_until)
 
 
-def carry_context(context: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataFrame:
-    """What later chunks need from the lines seen so far: per patient and code, the lines of
-    its latest service day, and of the day before that when the latest is the last day seen.
+@dataclass
+class Carried:
+    """Earlier lines a later chunk's cross-line rules can still reach, with the last service
+    day (days since 1970) on which each can."""
 
-    With the batch sorted by date that is exactly what the cross-line rules read across a
-    chunk boundary: same-day duplicates and daily totals can only meet lines of the boundary
-    day (the last day seen), and the previous dose of a later line is the latest day before
-    it (for a line on the boundary day, the day before the boundary). So the context stays
-    about one line per active patient and code, whatever the size of the file."""
-    seen = lines if context is None or not len(context) else concat_lines([context, lines])
+    lines: pd.DataFrame
+    until: np.ndarray
+
+
+def carry_context(context: Carried | None, lines: pd.DataFrame, until: np.ndarray) -> Carried:
+    """What later chunks need from the lines seen so far.
+
+    Each cross-line rule kind says how far back it looks (duplicates and daily totals: the
+    same day; days between doses: the rule's `days` - 1), so the engine gives every line the
+    last day a later line can still be compared with it (`RuleResult.relevant_until`). With
+    the batch sorted by date, later lines fall on or after the last day seen, so a line is
+    kept while that day is within its reach and dropped after: the context is the last day's
+    lines plus the recent doses of the drugs with a dosing interval, whatever the file's size."""
+    if context is not None and len(context.lines):
+        seen = concat_lines([context.lines, lines])
+        until = np.r_[context.until, until]
+    else:
+        seen = lines
     if not len(seen):
-        return seen
-    patient, _ = _factorize(seen["patient_id"])
-    code, code_u = _factorize(seen["hcpcs_code"])
-    key = patient.astype(np.int64) * (len(code_u) + 1) + code
-    day = seen["service_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    order = np.lexsort((-day, key))
-    k, d = key[order], day[order]
-    new_key = np.r_[True, k[1:] != k[:-1]]
-    new_day = np.cumsum(new_key | np.r_[True, d[1:] != d[:-1]])
-    rank = new_day - np.maximum.accumulate(np.where(new_key, new_day, 0)) + 1  # dense, latest day 1
-    latest = d[np.maximum.accumulate(np.where(new_key, np.arange(len(k)), 0))]  # the key's latest day
-    wanted = (rank == 1) | ((rank == 2) & (latest == day.max()))
-    keep = np.zeros(len(seen), dtype=bool)
-    keep[order[wanted]] = True
-    return compact_lines(seen.iloc[np.flatnonzero(keep)])
+        return Carried(seen, np.zeros(0, dtype=np.int64))
+    last_day = int(seen["service_date"].max().to_datetime64().astype("datetime64[D]").astype(np.int64))
+    keep = np.flatnonzero(until >= last_day)
+    return Carried(compact_lines(seen.iloc[keep]), until[keep])
 
 
 def _with_last(it: Iterator) -> Iterator[tuple]:

@@ -161,7 +161,7 @@ def test_model_without_drift_reference_still_scores(tmp_path, model_path, batch)
 
 
 def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_path, batch):
-    from denial_model.features import ClaimFeatures  # noqa: F401  (the pipeline's first step)
+
     from denial_model.predict import BinnedPredictor
     from denial_model.table import ClaimFrame, validate
 
@@ -193,12 +193,20 @@ def test_predictor_falls_back_to_public_predict_proba_for_other_classifiers(mode
     np.testing.assert_array_equal(pred(X), clf.predict_proba(X)[:, 1])
 
 
-def test_carried_context_keeps_what_the_cross_line_rules_need(model_path, batch):
-    """Per patient and code, only the two latest service days travel to the next chunk."""
+def test_carried_context_keeps_only_lines_a_later_line_can_reach(batch, pack):
+    """The last day's lines (same-day rules) and doses within a dosing interval travel on."""
+    from denial_model.rules import evaluate
     from denial_model.score import carry_context
     from denial_model.table import validate
 
     lines = validate(batch).lines
-    ctx = carry_context(None, lines)
-    days = ctx.groupby(["patient_id", "hcpcs_code"])["service_date"].nunique()
-    assert days.max() <= 2 and len(ctx) < len(lines)
+    result = evaluate(lines, pack)
+    ctx = carry_context(None, lines, result.relevant_until)
+    last = lines["service_date"].max()
+    day = ctx.lines["service_date"]
+    assert 0 < len(ctx.lines) < len(lines) / 5
+    assert (day == last).sum() == (lines["service_date"] == last).sum()  # every line of the last day
+    intervals = [r.params["days"] for r in pack.rules if r.kind == "min_days_between_doses"]
+    assert ((last - day).dt.days < max(intervals)).all()  # nothing older than the longest interval
+    earlier = ctx.until[(day < last).to_numpy()]
+    assert len(earlier) and (earlier >= last.to_datetime64().astype("datetime64[D]").astype(int)).all()

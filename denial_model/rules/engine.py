@@ -175,18 +175,23 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
 
 Check = Callable[[Context, dict, np.ndarray], np.ndarray]
 CHECKS: dict[str, Check] = {}
-# kinds that compare a line with other lines of the patient, so earlier lines matter
-CROSS_LINE: set[str] = set()
+# kinds that compare a line with other lines of the patient, so earlier lines matter: kind ->
+# how many days before a line's service day another line can still count (0: the same day)
+CROSS_LINE: dict[str, Callable[[dict], int]] = {}
 
 
-def check(kind: str, cross_line: bool = False) -> Callable[[Check], Check]:
+def check(kind: str, lookback: Callable[[dict], int] | None = None) -> Callable[[Check], Check]:
     def register(fn: Check) -> Check:
         CHECKS[kind] = fn
-        if cross_line:
-            CROSS_LINE.add(kind)
+        if lookback is not None:
+            CROSS_LINE[kind] = lookback
         return fn
 
     return register
+
+
+def _same_day(params: dict) -> int:
+    return 0
 
 
 def _empty(ctx: Context, field: str) -> np.ndarray:
@@ -243,7 +248,7 @@ def _group_ids(*keys: np.ndarray) -> np.ndarray:
     return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
 
 
-@check("max_per_day", cross_line=True)
+@check("max_per_day", lookback=_same_day)
 def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     field = p.get("field", "units")
     val = np.nan_to_num(ctx.df[field].to_numpy(dtype=float))
@@ -326,7 +331,7 @@ def days_since_previous_dose(patient: np.ndarray, day: np.ndarray) -> np.ndarray
     return out
 
 
-@check("min_days_between_doses", cross_line=True)
+@check("min_days_between_doses", lookback=lambda p: int(p["days"]) - 1)
 def _min_days(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     active = m & ~ctx.frame.is_jw
     idx = np.flatnonzero(active)
@@ -350,7 +355,7 @@ def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return (ctx.submission_day - ctx.service_day) > limits
 
 
-@check("duplicate_line", cross_line=True)
+@check("duplicate_line", lookback=_same_day)
 def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     exempt = ctx.frame.has_modifier(p.get("exempt_modifiers", ["76", "77"]))
     idx = np.flatnonzero(m & ~exempt)
@@ -452,6 +457,9 @@ class RuleResult:
     hits: np.ndarray  # (n, R) bool
     rules: tuple[Rule, ...]
     drug: np.ndarray
+    # per line, the last service day (days since 1970) on which a later line can still be
+    # compared with it by a cross-line rule; -1 where no cross-line rule applies to it
+    relevant_until: np.ndarray | None = None
 
     @property
     def ids(self) -> list[str]:
@@ -549,10 +557,14 @@ def evaluate(
     if n_earlier and frame.n and any(r.kind in CROSS_LINE for r in pack.rules):
         wide = Context(ClaimFrame(concat_lines([earlier, frame.df])), pack, ref)
     hits = np.zeros((frame.n, len(pack.rules)), dtype=bool, order="F")  # column writes stay contiguous
+    until = np.full(frame.n, -1, dtype=np.int64)
     for j, rule in enumerate(pack.rules):
         c = wide if rule.kind in CROSS_LINE else ctx
         mask = applies_mask(rule, c)
         if mask.any():
             hit = mask & CHECKS[rule.kind](c, rule.params, mask)
             hits[:, j] = hit[c.n - frame.n :]
-    return RuleResult(hits=hits, rules=pack.rules, drug=ctx.drug)
+            if rule.kind in CROSS_LINE:
+                reach = ctx.service_day + CROSS_LINE[rule.kind](rule.params)
+                until = np.where(mask[c.n - frame.n :], np.maximum(until, reach), until)
+    return RuleResult(hits=hits, rules=pack.rules, drug=ctx.drug, relevant_until=until)
