@@ -210,3 +210,18 @@ def test_carried_context_keeps_only_lines_a_later_line_can_reach(batch, pack):
     assert ((last - day).dt.days < max(intervals)).all()  # nothing older than the longest interval
     earlier = ctx.until[(day < last).to_numpy()]
     assert len(earlier) and (earlier >= last.to_datetime64().astype("datetime64[D]").astype(int)).all()
+
+
+def test_history_of_earlier_lines_gives_the_scores_of_the_whole_batch(tmp_path, model_path, batch):
+    """A batch scored with the lines before it as `history` scores as it would inside them."""
+    loaded = load_artifact(model_path)
+    cut = batch["service_date"].quantile(0.5)
+    first, second = batch[batch["service_date"] < cut], batch[batch["service_date"] >= cut]
+    src = tmp_path / "second.parquet"
+    second.to_parquet(src)
+    score_file(src, tmp_path / "o.parquet", loaded, history=first, chunk_lines=1_500)
+    whole, _ = score_frame(batch, loaded)
+    expected = whole[(batch["service_date"] >= cut).to_numpy()].reset_index(drop=True)
+    got = pd.read_parquet(tmp_path / "o.parquet")
+    pd.testing.assert_frame_equal(got[list(SCORE_COLUMNS)], expected[list(SCORE_COLUMNS)])
+    assert (got["rule_hits"].str.contains("duplicate|frequency|interval", regex=True)).any()
