@@ -42,10 +42,6 @@ class Findings:
     rule: np.ndarray  # index into the rule result's rules
     after: np.ndarray
 
-    def for_line(self, i: int) -> list[tuple[int, float]]:
-        sel = self.row == i
-        return list(zip(self.rule[sel].tolist(), self.after[sel].tolist(), strict=True))
-
 
 def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) -> Findings:
     """Probability after correcting each finding, for every (line, fired rule) pair.

@@ -47,6 +47,7 @@ from denial_model.table import (
     read_table,
     validate,
 )
+from denial_model.train import Thresholds
 
 SCORE_COLUMNS = ("denial_probability", "risk_tier", "rule_hits", "reasons", "fixes", "dollars_at_risk")
 SCORE_BINS = np.linspace(0, 1, 51)
@@ -119,7 +120,7 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-TIERS = ("low", "medium", "high")
+TIERS = Thresholds.names
 _TIERS = pa.array(TIERS)
 REJECTS_SCHEMA = pa.schema(
     [
@@ -160,7 +161,7 @@ def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, earlier: pd.DataFrame
     reasons, fixes = reasons_and_fixes(
         findings, rk, p, loaded.thresholds.high, feats.prior_, attrs, lines["payer_id"], lines["hcpcs_code"]
     )
-    tier = (p >= loaded.thresholds.medium).astype(np.int8) + (p >= loaded.thresholds.high).astype(np.int8)
+    tier = loaded.thresholds.tier_index(p)
     hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
     billed = lines["billed_amount"].to_numpy(dtype=float)
     columns = {

@@ -52,8 +52,14 @@ class Thresholds:
         "at least half of the calibration lines were denied (denial more likely than not)"
     )
 
+    names = ("low", "medium", "high")
+
+    def tier_index(self, p: np.ndarray) -> np.ndarray:
+        """0 low, 1 medium, 2 high (an index into `names`)."""
+        return np.where(p >= self.high, 2, np.where(p >= self.medium, 1, 0)).astype(np.int8)
+
     def tier(self, p: np.ndarray) -> np.ndarray:
-        return np.where(p >= self.high, "high", np.where(p >= self.medium, "medium", "low")).astype(object)
+        return np.array(self.names, dtype=object)[self.tier_index(p)]
 
 
 @dataclass
