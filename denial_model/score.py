@@ -142,6 +142,7 @@ class Scored:
     p: np.ndarray
     tier: np.ndarray  # index into TIERS
     billed: np.ndarray
+    dollars: np.ndarray  # expected dollars at risk per line
     features: pd.DataFrame
     result: RuleResult
 
@@ -152,9 +153,8 @@ def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, earlier: pd.DataFrame
     predictor = loaded.predictor
     frame = ClaimFrame(lines)
     rk = feats.rules_.evaluate(frame, earlier=earlier)
-    hits = rk.hits
     attrs = feats.attributes(frame, rk.drug)
-    prepared = predictor.prepare(attrs, binary=(rk.ids, hits))
+    prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
     raw = predictor.raw(prepared)
     p = predictor.calibrate(raw)
     findings = counterfactuals(predictor, prepared, rk, raw)
@@ -164,15 +164,16 @@ def _score_lines(lines: pd.DataFrame, loaded: LoadedModel, earlier: pd.DataFrame
     tier = loaded.thresholds.tier_index(p)
     hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
     billed = lines["billed_amount"].to_numpy(dtype=float)
+    dollars = np.round(p * billed, 2)
     columns = {
         "denial_probability": pa.array(p, pa.float64()),
         "risk_tier": _TIERS.take(pa.array(tier)),
         "rule_hits": pa.array(hit_text, pa.string()).take(pa.array(hit_codes)),
         "reasons": reasons,
         "fixes": fixes,
-        "dollars_at_risk": pa.array(np.round(p * billed, 2), pa.float64()),
+        "dollars_at_risk": pa.array(dollars, pa.float64()),
     }
-    return Scored(columns=columns, p=p, tier=tier, billed=billed, features=attrs, result=rk)
+    return Scored(columns=columns, p=p, tier=tier, billed=billed, dollars=dollars, features=attrs, result=rk)
 
 
 def score_frame(
@@ -520,7 +521,7 @@ def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -
     cats = scored.result.category_hits()
     for c in CATEGORIES:
         summary.category_lines[c] += int(cats[c].sum())
-    summary.dollars_at_risk += float(np.round(p * scored.billed, 2).sum())
+    summary.dollars_at_risk += float(scored.dollars.sum())
     summary.billed += float(scored.billed.sum())
     if reference:
         for name, counts in _drift_counts(scored.features, p, reference).items():
