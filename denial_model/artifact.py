@@ -1,9 +1,10 @@
 """The model artifact: a joblib file (fitted Pipeline + risk thresholds) and a manifest.
 
 The manifest (`<artifact>.manifest.json`) records the artifact's sha256, package and
-scikit-learn versions, rule pack hash, feature schema, metrics, thresholds and the training
-data fingerprint. Loading refuses a file whose hash does not match its manifest and warns
-when the installed versions differ from the ones it was trained with.
+scikit-learn versions, rule pack hash, feature schema, metrics, thresholds, the training
+data fingerprint and the drift reference. Loading refuses a file whose hash does not match
+its manifest (unpickling runs code, so it is verified first) and warns when the installed
+versions differ from the ones it was trained with.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import joblib
@@ -20,12 +22,13 @@ import pandas as pd
 import sklearn
 
 import denial_model
+from denial_model.errors import ArtifactError
+from denial_model.files import atomic_output
+from denial_model.scorer import Scorer
 from denial_model.table import INPUT_COLUMNS, LABEL_COLUMNS
-from denial_model.train import Thresholds
+from denial_model.thresholds import Thresholds
 
-
-class ArtifactError(ValueError):
-    """The artifact cannot be trusted (missing manifest, hash mismatch)."""
+__all__ = ["LoadedModel", "data_fingerprint", "load_artifact", "manifest_path", "save_artifact"]
 
 
 def manifest_path(path: str | Path) -> Path:
@@ -50,21 +53,24 @@ def data_fingerprint(df: pd.DataFrame) -> str:
 
 @dataclass
 class LoadedModel:
+    """A fitted model with its thresholds and manifest, as loaded from a file or a registry."""
+
     model: object
     thresholds: Thresholds
-    manifest: dict
+    manifest: dict = field(default_factory=dict)
+
+    @cached_property
+    def scorer(self) -> Scorer:
+        """The model ready to score (built once; see `denial_model.scorer`)."""
+        return Scorer(self.model, self.thresholds)
 
     def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(df)[:, 1]
+        """P(denied) of claim lines (public path)."""
+        return self.scorer.predict_proba(df)
 
     @property
-    def predictor(self):
-        """The classifier step's fast exact predictor (built once; see `denial_model.predict`)."""
-        if getattr(self, "_predictor", None) is None:
-            from denial_model.predict import make_predictor
-
-            self._predictor = make_predictor(self.model.named_steps["classifier"])
-        return self._predictor
+    def drift_reference(self) -> dict | None:
+        return self.manifest.get("drift_reference")
 
 
 def save_artifact(
@@ -75,27 +81,26 @@ def save_artifact(
     training_fingerprint: str,
     extra: dict | None = None,
 ) -> dict:
-    """Dump the model and write its manifest; returns the manifest."""
+    """Dump the model and write its manifest (both atomically); returns the manifest."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    joblib.dump({"model": model, "thresholds": thresholds}, tmp, compress=3)
-    tmp.replace(path)
-    feats = model.named_steps["features"]
-    names = feats.get_feature_names_out()
+    with atomic_output(path) as tmp:
+        joblib.dump({"model": model, "thresholds": thresholds}, tmp, compress=3)
+        digest = file_sha256(tmp)
+    scorer = Scorer(model, thresholds)
     manifest = {
         "artifact": path.name,
-        "sha256": file_sha256(path),
+        "sha256": digest,
         "denial_model_version": denial_model.__version__,
         "sklearn_version": sklearn.__version__,
-        "rule_pack_sha256": feats.rules_.pack_sha256_,
-        "feature_schema": {"input_columns": list(INPUT_COLUMNS), "features": [str(n) for n in names]},
+        "rule_pack_sha256": scorer.pack_sha256,
+        "feature_schema": {"input_columns": list(INPUT_COLUMNS), "features": scorer.feature_names()},
         "thresholds": asdict(thresholds),
         "metrics": metrics,
         "training_data_fingerprint": training_fingerprint,
         **(extra or {}),
     }
-    manifest_path(path).write_text(json.dumps(manifest, indent=2, default=str))
+    with atomic_output(manifest_path(path)) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 
 
@@ -107,7 +112,12 @@ def load_artifact(path: str | Path) -> LoadedModel:
         raise ArtifactError(f"{path}: no such model file")
     if not mpath.exists():
         raise ArtifactError(f"{path}: no manifest ({mpath.name}); refusing an unverified model")
-    manifest = json.loads(mpath.read_text())
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{mpath}: not a readable manifest: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{mpath}: not a readable manifest (expected a JSON object)")
     actual = file_sha256(path)
     if actual != manifest.get("sha256"):
         raise ArtifactError(

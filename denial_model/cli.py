@@ -7,71 +7,70 @@ Command names and options are a contract other tools call. Bad input is a one-li
 from __future__ import annotations
 
 import json
-import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
+import click
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from denial_model.rules.pack import CATEGORIES, PackError, load_pack
-from denial_model.table import ClaimTableError
+from denial_model.errors import ConfigError, DenialModelError
+from denial_model.report import (
+    console,
+    err_console,
+    print_by_payer,
+    print_check_summary,
+    print_history_summary,
+    print_metric_table,
+    print_score_summary,
+    progress,
+)
+from denial_model.rules.pack import load_pack
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
 rules_app = typer.Typer(no_args_is_help=True, help="Inspect and review the rule pack.")
 app.add_typer(rules_app, name="rules")
-# Piped output (CI logs, `make demo | tee`) gets wide tables instead of Rich's 80 columns.
-_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
 
 PackOpt = Annotated[Path | None, typer.Option("--pack", help="Rule pack folder (default: shipped pack).")]
+TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")]
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM ends the job like Ctrl-C does: outputs in progress are removed, not left half-written."""
+    raise SystemExit(128 + signum)
+
+
+@app.callback()
+def _setup() -> None:
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _terminate)
 
 
 def friendly(fn: Callable) -> Callable:
-    """Turn input errors into a clear message and exit code 2."""
+    """Errors a user can fix -> one line and exit 2; anything else is a bug -> 'internal
+    error', the traceback and exit 1 (never passed off as bad input)."""
 
     @wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ClaimTableError, PackError, FileNotFoundError, ValueError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except (DenialModelError, OSError) as exc:  # OSError: missing file, read-only folder, disk full
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
+        except Exception:
+            err_console.print("[bold red]internal error[/] (a bug in denial-model; please report it):")
+            traceback.print_exc(file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return wrapper
-
-
-def default_rejects_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".rejects.csv")
-
-
-def print_check_summary(summary: dict, title: str = "Claim check") -> None:
-    t = Table(title=title, show_header=True)
-    t.add_column("measure")
-    t.add_column("lines", justify="right")
-    for key in (
-        "rows_in",
-        "lines_checked",
-        "lines_rejected",
-        "lines_with_findings",
-        "lines_with_deny_findings",
-    ):
-        t.add_row(key.replace("_", " "), f"{summary[key]:,}")
-    console.print(t)
-    c = Table(title="Lines with findings, by category", show_header=True)
-    c.add_column("category")
-    c.add_column("lines", justify="right")
-    for cat in CATEGORIES:
-        n = summary["by_category"][cat]
-        if n:
-            c.add_row(cat, f"{n:,}")
-    console.print(c)
 
 
 @app.command()
@@ -82,18 +81,15 @@ def check(
     rejects: Annotated[Path | None, typer.Option(help="Where to write rows that failed validation.")] = None,
     pack: PackOpt = None,
 ) -> None:
-    """Scrub a claim file with the rule pack: writes the rows plus `rule_hits`."""
+    """Scrub a claim file with the rule pack: writes the rows plus `rule_hits` and `rule_carcs`."""
+    from denial_model.files import default_rejects_path
     from denial_model.scrub import check_file
 
+    rejects_path = rejects or default_rejects_path(output)
     with console.status("checking claims"):
-        res = check_file(input, output, None, load_pack(pack))
-    rejects_path = rejects or (default_rejects_path(output) if len(res.rejects) else None)
-    if rejects_path is not None:
-        from denial_model.table import write_table
-
-        write_table(res.rejects, rejects_path)
+        res = check_file(input, output, rejects_path, load_pack(pack))
     print_check_summary(res.summary())
-    console.print(f"wrote {output}" + (f" and rejects to {rejects_path}" if rejects_path else ""))
+    console.print(f"wrote {output} and rejects to {rejects_path}")
 
 
 @rules_app.command("list")
@@ -113,7 +109,7 @@ def rules_list(
         print(json.dumps(rows, indent=2, default=str))
         return
     if format != "table":
-        raise ValueError(f"--format must be json or table, not {format!r}")
+        raise ConfigError(f"--format must be json or table, not {format!r}")
     t = Table(title=f"Rule pack: {len(rows)} rules", show_lines=False)
     for col in ("id", "category", "carc", "severity", "applies to", "source"):
         t.add_column(col, overflow="fold")
@@ -148,32 +144,12 @@ def sample(
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("sample_claims.csv"),
 ) -> None:
     """Write the sample file: a clean claim per drug and a broken claim per category."""
+    from denial_model.files import write_table
     from denial_model.samples import sample_table
-    from denial_model.table import write_table
 
     df = sample_table()
     write_table(df, output)
     console.print(f"wrote {len(df)} lines to {output}")
-
-
-def print_history_summary(summary, title: str = "Simulated history") -> None:
-    t = Table(title=title)
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_row("lines", f"{summary.lines:,}")
-    t.add_row("claims", f"{summary.claims:,}")
-    t.add_row("line denial rate", f"{summary.denial_rate:.1%}")
-    for ptype, rate in summary.payer_rates().items():
-        t.add_row(f"  denial rate, {ptype}", f"{rate:.1%}")
-    t.add_row("lines with planted rule breaks", f"{summary.planted_lines:,}")
-    console.print(t)
-    g = Table(title="Denials by cause (from the CARC)")
-    g.add_column("cause")
-    g.add_column("denials", justify="right")
-    g.add_column("share", justify="right")
-    for grp, n in sorted(summary.by_group.items(), key=lambda kv: -kv[1]):
-        g.add_row(grp, f"{n:,}", f"{n / max(summary.denied, 1):.1%}")
-    console.print(g)
 
 
 @app.command()
@@ -186,7 +162,7 @@ def simulate(
     months: Annotated[int | None, typer.Option(help="Months of service dates.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file overriding any simulator setting.")] = None,
 ) -> None:
-    """Simulate a claim history with outcomes and p_true (shared/spec/history.md)."""
+    """Simulate a claim history with outcomes and p_true (docs/simulator.md)."""
     from datetime import date
 
     from rich.progress import BarColumn, TextColumn
@@ -204,63 +180,12 @@ def simulate(
         if config
         else SimConfig(**{k: v for k, v in overrides.items() if v is not None})
     )
-    with _progress(
+    with progress(
         TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} lines")
-    ) as progress:
-        task = progress.add_task("simulate", total=cfg.lines)
-        summary = write_history(cfg, output, on_chunk=lambda s: progress.update(task, completed=s.lines))
+    ) as bar:
+        task = bar.add_task("simulate", total=cfg.lines)
+        summary = write_history(cfg, output, on_chunk=lambda s: bar.update(task, completed=s.lines))
     print_history_summary(summary, title=f"Simulated history -> {output}")
-
-
-def _progress(*columns):
-    """A transient progress display (the given columns, then elapsed time) on the console."""
-    from rich.progress import Progress, TimeElapsedColumn
-
-    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
-
-
-METRIC_COLUMNS = (
-    "auroc",
-    "average_precision",
-    "log_loss",
-    "brier",
-    "ece",
-    "recall_top10",
-    "precision_at_threshold",
-    "dollars_at_risk_caught",
-)
-
-
-def print_metric_table(table, title: str, payer_type: str = "all") -> None:
-    t = Table(title=title)
-    t.add_column("model")
-    for m in METRIC_COLUMNS:
-        t.add_column(m, justify="right")
-    for _, row in table[table["payer_type"] == payer_type].iterrows():
-        t.add_row(row["model"], *(f"{row[m]:.4f}" for m in METRIC_COLUMNS))
-    console.print(t)
-
-
-def print_by_payer(table) -> None:
-    t = Table(title="Model by payer type (test months)")
-    t.add_column("payer type")
-    t.add_column("lines", justify="right")
-    for m in ("auroc", "log_loss", "ece", "recall_top10"):
-        t.add_column(m, justify="right")
-        t.add_column(f"oracle {m}", justify="right") if m == "auroc" else None
-    for _, row in table[(table["model"] == "model") & (table["payer_type"] != "all")].iterrows():
-        oracle = table[(table["model"] == "oracle") & (table["payer_type"] == row["payer_type"])]
-        o = f"{oracle['auroc'].iloc[0]:.4f}" if len(oracle) else "-"
-        t.add_row(
-            row["payer_type"],
-            f"{row['lines']:,}",
-            f"{row['auroc']:.4f}",
-            o,
-            f"{row['log_loss']:.4f}",
-            f"{row['ece']:.4f}",
-            f"{row['recall_top10']:.4f}",
-        )
-    console.print(t)
 
 
 @app.command()
@@ -268,15 +193,13 @@ def print_by_payer(table) -> None:
 def train(
     data: Annotated[Path, typer.Option("--data", help="Claim history with outcomes (.parquet or .csv).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write model.joblib.")],
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")
-    ] = None,
+    tracking_uri: TrackingOpt = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "denial-model",
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
 ) -> None:
     """Train, evaluate against baselines, save the artifact and track the run in MLflow."""
-    from denial_model.table import read_table
-    from denial_model.train import run_training
+    from denial_model.files import read_table
+    from denial_model.jobs import run_training
 
     with console.status("reading history") as status:
         history = read_table(data)
@@ -289,13 +212,17 @@ def train(
             data_params={"path": str(data)},
             progress=lambda text: status.update(text),
         )
-    print_metric_table(out["table"], "Test months: the model beside the oracle and the baselines")
-    print_by_payer(out["table"])
-    th = out["manifest"]["thresholds"]
+    split = out.manifest["split"]
+    print_metric_table(
+        out.table,
+        f"Test months {split['test_from']} to {split['test_to']}: the model beside the oracle and baselines",
+    )
+    print_by_payer(out.table)
+    th = out.manifest["thresholds"]
     console.print(f"risk tiers: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
-    console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out['manifest']['sha256'][:12]})")
-    if out["tracking"]:
-        tr = out["tracking"]
+    console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out.manifest['sha256'][:12]})")
+    if out.tracking:
+        tr = out.tracking
         console.print(
             f"MLflow run {tr['run_id']} in experiment '{tr['experiment']}', model version "
             f"{tr['model_version']}: {tr['decision']}"
@@ -307,29 +234,26 @@ def train(
 @app.command()
 @friendly
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="model.joblib (with its manifest).")],
+    model: Annotated[
+        str, typer.Option("--model", help="model.joblib, or an MLflow URI (models:/denial-model@champion).")
+    ],
     data: Annotated[Path, typer.Option("--data", help="Claim history with outcomes.")],
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the metric table as JSON.")
     ] = None,
 ) -> None:
     """Metric table of a trained model beside the baselines on the last months of DATA."""
-    from denial_model.artifact import load_artifact
-    from denial_model.evaluate import comparison_table
-    from denial_model.table import read_table
-    from denial_model.train import split_periods
+    from denial_model.files import atomic_output, read_table
+    from denial_model.jobs import load_model, run_evaluation
 
-    loaded = load_artifact(model)
-    cfg = loaded.manifest.get("train_config", {})
+    loaded = load_model(model)
     with console.status("evaluating"):
-        history = read_table(data)
-        sp = split_periods(history, cfg.get("test_months", 4), cfg.get("calib_months", 2))
-        earlier = pd.concat([sp.train, sp.calib], ignore_index=True)
-        table = comparison_table(loaded.model, earlier, sp.test, loaded.thresholds.high)
-    print_metric_table(table, f"Test months {sp.bounds['test_from']} to {sp.bounds['test_to']}")
-    print_by_payer(table)
+        ev = run_evaluation(loaded, read_table(data))
+    print_metric_table(ev.table, f"Test months {ev.bounds['test_from']} to {ev.bounds['test_to']}")
+    print_by_payer(ev.table)
     if json_path:
-        json_path.write_text(json.dumps({"split": sp.bounds, "rows": table.to_dict("records")}, indent=2))
+        with atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps({"split": ev.bounds, "rows": ev.table.to_dict("records")}, indent=2))
         console.print(f"wrote {json_path}")
 
 
@@ -347,9 +271,7 @@ def score(
     history: Annotated[
         Path | None, typer.Option(help="Earlier lines for duplicate and frequency rules.")
     ] = None,
-    tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")
-    ] = None,
+    tracking_uri: TrackingOpt = None,
     no_tracking: Annotated[
         bool, typer.Option("--no-tracking", help="Do not record the batch in MLflow.")
     ] = False,
@@ -361,58 +283,33 @@ def score(
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line."""
     from rich.progress import SpinnerColumn, TextColumn
 
-    from denial_model.artifact import load_artifact
-    from denial_model.score import score_file
-    from denial_model.table import read_table
+    from denial_model.files import read_table
+    from denial_model.jobs import load_model, run_scoring
 
-    loaded = load_registered(model, tracking_uri) if model.startswith("models:/") else load_artifact(model)
+    loaded = load_model(model, tracking_uri)
     hist = read_table(history) if history else None
-    with _progress(SpinnerColumn(), TextColumn("{task.description}")) as progress:
-        task = progress.add_task("scoring")
-        summary = score_file(
+    with progress(SpinnerColumn(), TextColumn("{task.description}")) as bar:
+        task = bar.add_task("scoring")
+        run = run_scoring(
             input,
             output,
             loaded,
-            rejects,
+            model_ref=model,
+            rejects_path=rejects,
             history=hist,
             chunk_lines=chunk_lines,
-            on_chunk=lambda s: progress.update(task, description=f"scored {s.scored:,} lines"),
-        )
-    t = Table(title=f"Scored {input} -> {output}")
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    for k, v in (
-        ("rows in", summary.rows_in),
-        ("scored", summary.scored),
-        ("rejected", summary.rejected),
-        *((f"tier {k}", v) for k, v in summary.tiers.items()),
-    ):
-        t.add_row(k, f"{v:,}")
-    t.add_row("dollars at risk", f"${summary.dollars_at_risk:,.0f}")
-    console.print(t)
-    if not no_tracking:
-        from denial_model.tracking import log_scoring
-
-        out = log_scoring(
-            summary,
-            params={
-                "input": str(input),
-                "model": model,
-                "drift_reference": loaded.manifest.get("drift_reference"),
-            },
+            track=not no_tracking,
             tracking_uri=tracking_uri,
-            output_path=output,
             upload_output=upload_output,
+            on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),
         )
-        if out["drift_warning"]:
-            err_console.print(f"[yellow]warning:[/] drift (PSI > 0.2) in: {', '.join(out['drift_warning'])}")
-        console.print(f"MLflow scoring run {out['run_id']}")
-
-
-def load_registered(ref: str, uri: str | None):
-    from denial_model.tracking import load_registered as _load
-
-    return _load(ref, uri)
+    print_score_summary(run.summary, f"Scored {input} -> {output} (rejects: {run.rejects})")
+    if run.tracking:
+        if run.tracking["drift_warning"]:
+            err_console.print(
+                f"[yellow]warning:[/] drift (PSI > 0.2) in: {', '.join(run.tracking['drift_warning'])}"
+            )
+        console.print(f"MLflow scoring run {run.tracking['run_id']}")
 
 
 def main() -> None:  # pragma: no cover

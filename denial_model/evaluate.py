@@ -17,6 +17,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from denial_model.features import CATEGORICAL
 from denial_model.metrics import rules_only_probability, score_metrics
+from denial_model.scorer import Scorer
+
+__all__ = ["all_metrics", "comparison_table", "expected_calibration_error", "metrics_dict"]
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
@@ -60,10 +63,7 @@ def logistic_baseline(features_train: pd.DataFrame, y_train: np.ndarray) -> Pipe
         ]
     )
     model = make_pipeline(prep, LogisticRegression(max_iter=300, C=1.0))
-    X = features_train.copy()
-    for c in cats:
-        X[c] = X[c].astype(object).where(X[c].notna(), "missing")
-    return model.fit(X, y_train)
+    return model.fit(_as_lr_input(features_train), y_train)
 
 
 def _as_lr_input(features: pd.DataFrame) -> pd.DataFrame:
@@ -75,25 +75,28 @@ def _as_lr_input(features: pd.DataFrame) -> pd.DataFrame:
 
 
 def comparison_table(
-    model,
-    train: pd.DataFrame,
+    scorer: Scorer,
+    earlier: pd.DataFrame,
     test: pd.DataFrame,
-    threshold: float,
     include_logistic: bool = True,
 ) -> pd.DataFrame:
-    """Rows: (model, payer_type) with every metric; payer_type 'all' for the whole test slice."""
+    """Rows: (model, payer_type) with every metric; payer_type 'all' for the whole test slice.
+
+    The baselines learn on `earlier` (all months before the test: `Splits.earlier`), so
+    training and `evaluate` report the same figures for the same model and data."""
+    train = earlier
+    threshold = scorer.thresholds.high
     y = test["denied"].to_numpy(dtype=bool)
     amount = test["billed_amount"].to_numpy(dtype=float)
-    scores: dict[str, np.ndarray] = {"model": model.predict_proba(test)[:, 1]}
+    scores: dict[str, np.ndarray] = {"model": scorer.predict_proba(test)}
     scores["rules_only"] = rules_only_probability(train, test)
     payer_rate = train.groupby("payer_id")["denied"].mean()
     scores["payer_base_rate"] = (
         test["payer_id"].map(payer_rate).fillna(train["denied"].mean()).to_numpy(dtype=float)
     )
     if include_logistic:
-        feats = model.named_steps["features"]
-        lr = logistic_baseline(feats.transform(train), train["denied"].to_numpy(dtype=bool))
-        scores["logistic_regression"] = lr.predict_proba(_as_lr_input(feats.transform(test)))[:, 1]
+        lr = logistic_baseline(scorer.transform(train), train["denied"].to_numpy(dtype=bool))
+        scores["logistic_regression"] = lr.predict_proba(_as_lr_input(scorer.transform(test)))[:, 1]
     if "p_true" in test.columns:
         scores["oracle"] = test["p_true"].to_numpy(dtype=float)
     rows = []
@@ -111,3 +114,18 @@ def comparison_table(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
+    """Flatten the comparison table: `<metric>` for the model overall, `<metric>_<payer_type>`,
+    and `<baseline>.<metric>` / `<baseline>.<metric>_<payer_type>` for the others."""
+    out = {}
+    metric_cols = [c for c in table.columns if c not in ("model", "payer_type", "lines")]
+    for row in table.to_dict("records"):
+        prefix = "" if row["model"] == "model" else f"{row['model']}."
+        suffix = "" if row["payer_type"] == "all" else f"_{row['payer_type']}"
+        for m in metric_cols:
+            v = row[m]
+            if v == v:  # skip NaN
+                out[f"{prefix}{m}{suffix}"] = float(v)
+    return out

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from denial_model.errors import ClaimTableError
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
 from denial_model.table import ClaimFrame, _factorize, validate
@@ -26,7 +27,7 @@ def as_claim_frame(X: pd.DataFrame | ClaimFrame) -> ClaimFrame:
     v = validate(X)
     if len(v.rejects):
         first = v.rejects.iloc[0]
-        raise ValueError(
+        raise ClaimTableError(
             f"{len(v.rejects)} row(s) failed validation; first: row {first['row']} "
             f"(claim {first['claim_id']}), column {first['column']}: {first['reason']}"
         )
@@ -175,11 +176,11 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         self.levels_ = {c: self._levels(*base[c], self.max_levels) for c in CATEGORICAL}
         if y is None:
             if "denied" not in df.columns:
-                raise ValueError("ClaimFeatures.fit needs outcomes: a 'denied' column or y")
+                raise ClaimTableError("ClaimFeatures.fit needs outcomes: a 'denied' column or y")
             y = df["denied"]
         y = np.asarray(y, dtype=bool)
         if "adjudication_date" not in df.columns:
-            raise ValueError("ClaimFeatures.fit needs 'adjudication_date' for leakage-safe history")
+            raise ClaimTableError("ClaimFeatures.fit needs 'adjudication_date' for leakage-safe history")
         adj = pd.to_datetime(df["adjudication_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         self.prior_ = float(y.mean())
         self.history_ = {name: _History(_key(df, cols), adj, y) for name, cols in HISTORY_KEYS.items()}

@@ -3,6 +3,8 @@ simple baselines on the same lines. The model evaluation builds on these."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
@@ -24,12 +26,42 @@ def score_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
-def time_split(df: pd.DataFrame, test_months: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(earlier, later): the later part holds the last `test_months` months of service dates."""
-    svc = pd.to_datetime(df["service_date"])
-    cut = svc.max().to_period("M").to_timestamp() - pd.DateOffset(months=test_months - 1)
-    later = (svc >= cut).to_numpy()
-    return df.loc[~later].reset_index(drop=True), df.loc[later].reset_index(drop=True)
+@dataclass
+class Splits:
+    """A history cut by month of service date: train, then calibration, then test."""
+
+    train: pd.DataFrame
+    calib: pd.DataFrame
+    test: pd.DataFrame
+    bounds: dict = field(default_factory=dict)
+
+    @property
+    def earlier(self) -> pd.DataFrame:
+        """Everything before the test months (what baselines without a calibration step learn on)."""
+        return pd.concat([self.train, self.calib], ignore_index=True)
+
+
+def time_split(history: pd.DataFrame, test_months: int = 4, calib_months: int = 2) -> Splits:
+    """The one split of the toolkit: the last `test_months` months of service dates are the
+    test, the `calib_months` before them the calibration slice, the rest the training slice.
+    Training, evaluation and the oracle report all cut a history with it."""
+    svc = pd.to_datetime(history["service_date"])
+    last = svc.max().to_period("M").to_timestamp()
+    test_from = last - pd.DateOffset(months=test_months - 1)
+    calib_from = test_from - pd.DateOffset(months=calib_months)
+    masks = (
+        (svc < calib_from).to_numpy(),
+        ((svc >= calib_from) & (svc < test_from)).to_numpy(),
+        (svc >= test_from).to_numpy(),
+    )
+    bounds = {
+        "train_to": str((calib_from - pd.Timedelta(days=1)).date()),
+        "calib_from": str(calib_from.date()),
+        "test_from": str(test_from.date()),
+        "test_to": str(svc.max().date()),
+    }
+    train, calib, test = (history.loc[m].reset_index(drop=True) for m in masks)
+    return Splits(train, calib, test, bounds)
 
 
 def rules_only_probability(
@@ -47,10 +79,12 @@ def rules_only_probability(
 
 
 def oracle_and_rules_report(
-    history: pd.DataFrame, test_months: int = 6, pack: RulePack | None = None
+    history: pd.DataFrame, test_months: int = 4, calib_months: int = 2, pack: RulePack | None = None
 ) -> dict:
-    """Oracle (`p_true`) and rules-only metrics on the later `test_months` of a history."""
-    train, test = time_split(history, test_months)
+    """Oracle (`p_true`) and rules-only metrics on the test months of a history, split as
+    training splits it (the rules-only baseline learns on all earlier months)."""
+    sp = time_split(history, test_months, calib_months)
+    train, test = sp.earlier, sp.test
     y = test["denied"].to_numpy(dtype=bool)
     oracle = score_metrics(y, test["p_true"].to_numpy())
     rules = score_metrics(y, rules_only_probability(train, test, pack))

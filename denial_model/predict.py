@@ -9,25 +9,42 @@ column by the bin mapper's own thresholds (the rule hits by lookup, straight fro
 matrix), sums the trees on the bins and applies the isotonic calibrator.
 
 It reads fitted attributes that scikit-learn does not promise to keep (`_preprocessor`,
-`_bin_mapper`, `_predictors`), so it checks them when built and `make_predictor` falls back
-to the public API when they are not there; a test pins it equal to the public
-`predict_proba` on every release we install.
+`_bin_mapper`, `_predictors`, and the private OpenMP helper): this module is the one seam
+where the toolkit touches scikit-learn internals. They are all read inside the guarded
+constructor; `make_predictor` falls back to the public API with a warning when anything is
+missing, and `denial_model.scorer.Scorer` checks the fast path against the public
+`predict_proba` on sample claims before using it. scikit-learn is capped at the minor
+releases the tests pass on (pyproject.toml).
+
+Threads: the booster's tree walk runs an OpenMP region per call. A batch makes thousands of
+small calls (the counterfactual re-scoring walks a few trees on a few rows at a time); each
+region on two threads waits for both, and on a machine where another process holds a core
+that wait is a scheduler time slice. Calls on fewer than `PARALLEL_ROWS` rows therefore run
+on one thread, and only the large calls use OpenMP's threads.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from threadpoolctl import threadpool_limits
+
+__all__ = ["BinnedPredictor", "PublicPredictor", "make_predictor"]
+
+PARALLEL_ROWS = 50_000
 
 
 class BinnedPredictor:
     """P(denied) for a feature frame of `ClaimFeatures`, equal to the public path."""
 
     def __init__(self, classifier: CalibratedClassifierCV):
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads  # private: guarded here
+
         if not isinstance(classifier, CalibratedClassifierCV) or len(classifier.calibrated_classifiers_) != 1:
             raise TypeError("expected a CalibratedClassifierCV fitted on a frozen booster")
         cc = classifier.calibrated_classifiers_[0]
@@ -108,11 +125,15 @@ class BinnedPredictor:
                 out[:, k] = self._bins(k, x)
         return out
 
+    def _threads(self, rows: int) -> int:
+        return self.n_threads if rows >= PARALLEL_ROWS else 1
+
     def raw(self, Xb: np.ndarray) -> np.ndarray:
         """The booster's raw score (log-odds) of binned rows."""
         raw = np.full(len(Xb), float(self.hgb._baseline_prediction.ravel()[0]))
+        threads = self._threads(len(Xb))
         for tree in self.trees:
-            raw += tree.predict_binned(Xb, self.missing_bin, self.n_threads)
+            raw += tree.predict_binned(Xb, self.missing_bin, threads)
         return raw
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
@@ -139,10 +160,11 @@ class BinnedPredictor:
             return self.proba(fixed)
         orig = Xb[rows]
         after = raw[rows].copy()
+        threads = self._threads(len(rows))
         for t in trees:
             tree = self.trees[t]
-            after += tree.predict_binned(fixed, self.missing_bin, self.n_threads)
-            after -= tree.predict_binned(orig, self.missing_bin, self.n_threads)
+            after += tree.predict_binned(fixed, self.missing_bin, threads)
+            after -= tree.predict_binned(orig, self.missing_bin, threads)
         return self.calibrate(after)
 
     def __call__(self, X: pd.DataFrame) -> np.ndarray:
@@ -165,7 +187,10 @@ class PublicPredictor:
         return full[list(order)] if order is not None else full
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classifier.predict_proba(X)[:, 1]
+        if len(X) >= PARALLEL_ROWS:
+            return self.classifier.predict_proba(X)[:, 1]
+        with threadpool_limits(1, user_api="openmp"):  # see the module docstring: small calls, one thread
+            return self.classifier.predict_proba(X)[:, 1]
 
     @staticmethod
     def calibrate(raw: np.ndarray) -> np.ndarray:
@@ -184,8 +209,15 @@ class PublicPredictor:
 
 
 def make_predictor(classifier) -> BinnedPredictor | PublicPredictor:
-    """The binned path when the fitted classifier allows it, else public `predict_proba`."""
+    """The binned path when the fitted classifier allows it, else public `predict_proba`
+    (with a warning: results are the same, scoring is several times slower)."""
     try:
         return BinnedPredictor(classifier)
-    except (TypeError, AttributeError, KeyError, IndexError):
+    except (TypeError, AttributeError, KeyError, IndexError, ImportError, ValueError) as exc:
+        warnings.warn(
+            f"fast binned prediction unavailable ({type(exc).__name__}: {exc}); scoring with the public "
+            "predict_proba (same results, several times slower)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return PublicPredictor(classifier)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from denial_model.files import read_table, write_table
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import CATEGORIES, RulePack, load_pack
-from denial_model.table import ClaimFrame, read_table, validate, write_table
+from denial_model.table import ClaimFrame, validate
 
 
 @dataclass

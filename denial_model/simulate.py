@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from denial_model.errors import ConfigError
 from denial_model.reference import Reference, load_reference
 from denial_model.rules.pack import CATEGORIES
 from denial_model.samples import DRUG_LINES
@@ -172,7 +173,7 @@ class SimConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         bad = set(raw) - known
         if bad:
-            raise ValueError(f"{path}: unknown simulator setting(s): {sorted(bad)}")
+            raise ConfigError(f"{path}: unknown simulator setting(s): {sorted(bad)}")
         base = cls()
         for k, v in raw.items():
             cur = getattr(base, k)

@@ -1,4 +1,4 @@
-"""The claim-line table (shared/spec/claim-lines.md): read, validate, normalize.
+"""The claim-line table (docs/claim-lines.md): validate and normalize.
 
 Every column is checked at once over the whole table (no loop over rows). A row with a bad
 value goes to the rejects table (`row`, `claim_id`, `line_number`, `column`, `reason`) and
@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, reduce
 from operator import or_
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from denial_model.errors import ClaimTableError
 
 PAYER_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
 NDC_UNITS: tuple[str, ...] = ("ME", "ML", "UN", "GR", "F2")
@@ -92,35 +93,6 @@ _MOD_PATTERN = r"[A-Z0-9]{2}(?:;[A-Z0-9]{2}){0,3}"
 _DX_PATTERN = rf"{_ICD_RE}(?:;{_ICD_RE})*"
 _DOC_PATTERN = "(?:{0})(?:;(?:{0}))*".format("|".join(DOCUMENTATION_TOKENS))
 _HCPCS_PATTERN = r"[A-Z]\d{4}|\d{4}[0-9A-Z]"
-
-
-class ClaimTableError(ValueError):
-    """The table as a whole cannot be read (missing required column, unreadable file)."""
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a claim-line table from CSV or Parquet; CSV cells stay text for validation."""
-    path = Path(path)
-    if not path.exists():
-        raise ClaimTableError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".csv", ".txt") or path.name.endswith(".csv.gz"):
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    raise ClaimTableError(f"{path}: unknown format (use .csv or .parquet)")
-
-
-def write_table(df: pd.DataFrame, path: str | Path) -> None:
-    """Write CSV or Parquet by extension, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False, date_format="%Y-%m-%d")
-    tmp.replace(path)
 
 
 def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -539,6 +511,3 @@ class ClaimFrame:
     @cached_property
     def is_jw(self) -> np.ndarray:
         return self.has_modifier(["JW"])
-
-    def codes_array(self) -> np.ndarray:
-        return self.df["hcpcs_code"].to_numpy(dtype=object)

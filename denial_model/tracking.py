@@ -1,4 +1,4 @@
-"""MLflow tracking: the one module that talks to MLflow (estimators never do).
+"""MLflow tracking: the one module that talks to MLflow (estimators and jobs never do).
 
 Embedded default: a SQLite store under the working directory (`sqlite:///mlflow.db`) with
 local artifacts; `--tracking-uri` or `MLFLOW_TRACKING_URI` points at a team server.
@@ -13,6 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from denial_model.artifact import LoadedModel
+from denial_model.drift import DRIFT_WARNING, drift_report
+from denial_model.errors import ArtifactError
+from denial_model.evaluate import metrics_dict
+from denial_model.scorer import Scorer
+from denial_model.table import INPUT_COLUMNS
+from denial_model.thresholds import Thresholds
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "denial-model"
@@ -81,15 +89,16 @@ def _plots(folder: Path, y: np.ndarray, p: np.ndarray, importance: pd.Series) ->
     return paths
 
 
-def permutation_importance_table(model, test: pd.DataFrame, sample: int = 5000, seed: int = 0) -> pd.Series:
+def permutation_importance_table(
+    scorer: Scorer, test: pd.DataFrame, sample: int = 5000, seed: int = 0
+) -> pd.Series:
     """Permutation importance of each feature on a test sample (features computed once)."""
     from sklearn.inspection import permutation_importance
 
     rows = test.sample(min(sample, len(test)), random_state=seed)
-    feats = model.named_steps["features"].transform(rows)
-    clf = model.named_steps["classifier"]
+    feats = scorer.transform(rows)
     res = permutation_importance(
-        clf,
+        scorer.classifier,
         feats,
         rows["denied"].to_numpy(dtype=bool),
         scoring="neg_log_loss",
@@ -99,25 +108,9 @@ def permutation_importance_table(model, test: pd.DataFrame, sample: int = 5000, 
     return pd.Series(res.importances_mean, index=feats.columns).sort_values(ascending=False)
 
 
-def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
-    """Flatten the comparison table: `<metric>` for the model overall, `<metric>_<payer_type>`,
-    and `<baseline>.<metric>` / `<baseline>.<metric>_<payer_type>` for the others."""
-    out = {}
-    metric_cols = [c for c in table.columns if c not in ("model", "payer_type", "lines")]
-    for _, row in table.iterrows():
-        prefix = "" if row["model"] == "model" else f"{row['model']}."
-        suffix = "" if row["payer_type"] == "all" else f"_{row['payer_type']}"
-        for m in metric_cols:
-            v = row[m]
-            if v == v:  # skip NaN
-                out[f"{prefix}{m}{suffix}"] = float(v)
-    return out
-
-
 def log_training(
     *,
-    model,
-    thresholds,
+    scorer: Scorer,
     table: pd.DataFrame,
     test: pd.DataFrame,
     params: dict,
@@ -134,18 +127,16 @@ def log_training(
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from denial_model.table import INPUT_COLUMNS
-
     mlflow.set_experiment(experiment)
     y = test["denied"].to_numpy(dtype=bool)
-    p = model.predict_proba(test)[:, 1]
+    p = scorer.predict_proba(test)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(
             {k: (json.dumps(v, default=str) if isinstance(v, (dict, list)) else v) for k, v in params.items()}
         )
         mlflow.log_metrics(metrics_dict(table))
         folder = Path(tmp)
-        importance = permutation_importance_table(model, test)
+        importance = permutation_importance_table(scorer, test)
         for path in _plots(folder, y, p, importance):
             mlflow.log_artifact(str(path), artifact_path="plots")
         table.to_csv(folder / "metrics_table.csv", index=False)
@@ -159,7 +150,7 @@ def log_training(
             example[c] = example[c].astype(str).str[:10]
         signature = infer_signature(example, p[:5])
         info = mlflow.sklearn.log_model(
-            model,
+            scorer.model,
             name="model",
             signature=signature,
             input_example=example,
@@ -184,25 +175,6 @@ def log_training(
             "tracking_uri": resolve_uri(tracking_uri),
             **decision,
         }
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [
-        f"{pkg}=={version(pkg)}"
-        for pkg in (
-            "denial-model",
-            "scikit-learn",
-            "pandas",
-            "numpy",
-            "pyarrow",
-            "pyyaml",
-            "simple-icd-10-cm",
-            "joblib",
-            "cloudpickle",
-        )
-    ]
 
 
 def _champion(
@@ -243,22 +215,25 @@ def load_registered(ref: str, tracking_uri: str | None = None):
     thresholds and manifest from the training run."""
     mlflow = _mlflow(tracking_uri)
     from mlflow import MlflowClient
-
-    from denial_model.artifact import LoadedModel
-    from denial_model.train import Thresholds
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient()
     name_ver = ref.removeprefix("models:/")
-    if "@" in name_ver:
-        name, alias = name_ver.split("@", 1)
-        mv = client.get_model_version_by_alias(name, alias)
-    else:
-        name, version = name_ver.split("/", 1)
-        mv = client.get_model_version(name, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(mv.run_id, "manifest.json", tmp)
-        manifest = json.loads(Path(path).read_text())
-    model = mlflow.sklearn.load_model(ref)
+    try:
+        if "@" in name_ver:
+            name, alias = name_ver.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        elif "/" in name_ver:
+            name, version = name_ver.split("/", 1)
+            mv = client.get_model_version(name, version)
+        else:
+            raise ArtifactError(f"{ref}: use models:/NAME@ALIAS or models:/NAME/VERSION")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(mv.run_id, "manifest.json", tmp)
+            manifest = json.loads(Path(path).read_text())
+        model = mlflow.sklearn.load_model(ref)
+    except MlflowException as exc:
+        raise ArtifactError(f"{ref} at {resolve_uri(tracking_uri)}: {exc.message}") from None
     return LoadedModel(model=model, thresholds=Thresholds(**manifest["thresholds"]), manifest=manifest)
 
 
@@ -266,19 +241,17 @@ def log_scoring(
     summary,
     *,
     params: dict,
+    reference: dict | None = None,
     tracking_uri: str | None = None,
     experiment: str = "denial-model-scoring",
     output_path: str | Path | None = None,
     upload_output: bool = False,
-    drift_threshold: float = 0.2,
 ) -> dict:
     """One MLflow run per scoring job: counts, score distribution, tiers, rule-hit rates,
-    dollars at risk and drift (PSI) of the score and main features against training."""
-    from denial_model.score import SCORE_BINS, psi
-
+    dollars at risk and drift (PSI) of the score and main features against `reference`
+    (the training profile stored with the model)."""
     mlflow = _mlflow(tracking_uri)
     mlflow.set_experiment(experiment)
-    reference = params.pop("drift_reference", None)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(params)
         scored = max(summary.scored, 1)
@@ -292,32 +265,25 @@ def log_scoring(
             **{f"score_{k}": v for k, v in summary.quantiles().items()},
             **{f"rule_hit_rate.{c}": n / scored for c, n in summary.category_lines.items()},
         }
-        drift = {}
-        if reference:
-            refs = {
-                "score": reference["score"],
-                **reference.get("numeric", {}),
-                **reference.get("categorical", {}),
-            }
-            for name, counts in summary.features.items():
-                if name in refs:
-                    drift[name] = psi(np.asarray(refs[name]["counts"]), np.asarray(counts))
-            metrics.update({f"psi.{k}": v for k, v in drift.items()})
+        drift = drift_report(reference, summary.features)
+        metrics.update({f"psi.{k}": v for k, v in drift.items()})
         mlflow.log_metrics(metrics)
-        drifted = sorted(k for k, v in drift.items() if v > drift_threshold)
+        drifted = sorted(k for k, v in drift.items() if v > DRIFT_WARNING)
         mlflow.set_tags({"drift_warning": ", ".join(drifted) if drifted else "none"})
-        import matplotlib
+        if summary.scored:
+            import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.bar(SCORE_BINS[:-1], summary.score_hist, width=np.diff(SCORE_BINS), align="edge")
-        ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
-        fig.tight_layout()
-        fig.savefig(Path(tmp) / "score_histogram.png", dpi=100)
-        plt.close(fig)
-        mlflow.log_artifact(str(Path(tmp) / "score_histogram.png"), artifact_path="plots")
+            bins = summary.score_bins
+            fig, ax = plt.subplots(figsize=(6, 4))
+            ax.bar(bins[:-1], summary.score_hist, width=np.diff(bins), align="edge")
+            ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
+            fig.tight_layout()
+            fig.savefig(Path(tmp) / "score_histogram.png", dpi=100)
+            plt.close(fig)
+            mlflow.log_artifact(str(Path(tmp) / "score_histogram.png"), artifact_path="plots")
         mlflow.log_dict({"drift_psi": drift, "tiers": summary.tiers}, "batch_summary.json")
         if upload_output and output_path is not None:
             mlflow.log_artifact(str(output_path), artifact_path="scored")  # holds PHI: only on request

@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 from denial_model.artifact import ArtifactError, load_artifact, manifest_path, save_artifact
 from denial_model.cli import app
 from denial_model.features import ClaimFeatures
+from denial_model.jobs import run_training
+from denial_model.scorer import Scorer
 from denial_model.simulate import SimConfig, simulate
 from denial_model.table import LABEL_COLUMNS
-from denial_model.train import TrainConfig, run_training, train_model
+from denial_model.train import TrainConfig, train_model
 
 CFG = TrainConfig(max_iter=60)
 
@@ -44,7 +46,7 @@ def test_model_is_one_pipeline_of_features_and_calibrated_classifier(trained):
 
 def test_labels_and_p_true_are_never_features(trained):
     test = trained.splits.test
-    feats = trained.model.named_steps["features"]
+    feats = Scorer(trained.model, trained.thresholds).features
     before = feats.transform(test)
     rng = np.random.default_rng(0)
     shuffled = test.copy()
@@ -116,7 +118,7 @@ def _run_and_check(uri, history, tmp_path, experiment):
     from mlflow import MlflowClient
 
     out1 = run_training(history, str(tmp_path / "m1.joblib"), CFG, tracking_uri=uri, experiment=experiment)
-    tr = out1["tracking"]
+    tr = out1.tracking
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     run = client.get_run(tr["run_id"])
@@ -130,7 +132,7 @@ def _run_and_check(uri, history, tmp_path, experiment):
         "auroc_medicare",
         "dollars_at_risk_caught",
     } <= set(run.data.metrics)
-    assert run.data.params["data.fingerprint"] == out1["manifest"]["training_data_fingerprint"]
+    assert run.data.params["data.fingerprint"] == out1.manifest["training_data_fingerprint"]
     assert "rule_pack.sha256" in run.data.params
     plots = {a.path for a in client.list_artifacts(tr["run_id"], "plots")}
     assert {
@@ -150,14 +152,14 @@ def _run_and_check(uri, history, tmp_path, experiment):
         tracking_uri=uri,
         experiment=experiment,
     )
-    assert out2["tracking"]["champion_moved"] is False
+    assert out2.tracking["champion_moved"] is False
     assert str(client.get_model_version_by_alias("denial-model", "champion").version) == tr["model_version"]
-    run2 = client.get_run(out2["tracking"]["run_id"])
+    run2 = client.get_run(out2.tracking["run_id"])
     assert "champion.log_loss_same_test" in run2.data.metrics
     loaded = mlflow.sklearn.load_model("models:/denial-model@champion")
     assert np.allclose(
         loaded.predict_proba(history.tail(50))[:, 1],
-        out1["result"].model.predict_proba(history.tail(50))[:, 1],
+        out1.result.model.predict_proba(history.tail(50))[:, 1],
     )
 
 

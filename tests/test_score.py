@@ -7,10 +7,11 @@ from typer.testing import CliRunner
 
 from denial_model.artifact import load_artifact, save_artifact
 from denial_model.cli import app
+from denial_model.jobs import run_training
 from denial_model.samples import clean_claim
 from denial_model.score import SCORE_COLUMNS, score_file, score_frame
 from denial_model.simulate import SimConfig, simulate
-from denial_model.train import TrainConfig, run_training
+from denial_model.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def model_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
     history = simulate(SimConfig(lines=40_000, seed=31))
     out = run_training(history, str(folder / "model.joblib"), TrainConfig(max_iter=80), track=False)
-    assert "drift_reference" in out["manifest"]
+    assert "drift_reference" in out.manifest
     return folder / "model.joblib"
 
 
@@ -171,11 +172,12 @@ def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_p
     odd.loc[odd.index[50:100], "place_of_service"] = "99"
     odd.loc[odd.index[100:150], "dose_mg"] = np.nan
     odd.loc[odd.index[150:200], "units"] = 1e6
-    feats = loaded.model.named_steps["features"]
-    X, res = feats.transform_with_rules(ClaimFrame(validate(odd).lines))
-    public = loaded.model.named_steps["classifier"].predict_proba(X)[:, 1]
-    fast = BinnedPredictor(loaded.model.named_steps["classifier"])
-    assert isinstance(loaded.predictor, BinnedPredictor)
+    scorer = loaded.scorer
+    X, res = scorer.features.transform_with_rules(ClaimFrame(validate(odd).lines))
+    public = scorer.proba_of_features(X)
+    fast = BinnedPredictor(scorer.classifier)
+    assert isinstance(scorer.predictor, BinnedPredictor)
+    assert "equal to predict_proba" in scorer.predictor_check
     np.testing.assert_array_equal(fast(X), public)
     np.testing.assert_array_equal(fast.proba(fast.prepare(X, binary=(res.ids, res.hits))), public)
 
@@ -188,7 +190,8 @@ def test_predictor_falls_back_to_public_predict_proba_for_other_classifiers(mode
     X = np.random.default_rng(0).normal(size=(200, 3))
     y = X[:, 0] > 0
     clf = LogisticRegression().fit(X, y)
-    pred = make_predictor(clf)
+    with pytest.warns(RuntimeWarning, match="fast binned prediction unavailable"):
+        pred = make_predictor(clf)
     assert isinstance(pred, PublicPredictor)
     np.testing.assert_array_equal(pred(X), clf.predict_proba(X)[:, 1])
 

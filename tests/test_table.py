@@ -3,8 +3,10 @@
 import pandas as pd
 import pytest
 
+from denial_model.errors import ClaimTableError
+from denial_model.files import read_table, write_table
 from denial_model.samples import clean_claim
-from denial_model.table import REQUIRED, ClaimTableError, read_table, validate, write_table
+from denial_model.table import REQUIRED, validate
 
 
 def _raw(n_claims: int = 3) -> pd.DataFrame:
@@ -91,7 +93,7 @@ def test_normalization_of_codes_lists_and_dashed_ndc():
     assert (row["payer_type"], row["hcpcs_code"]) == ("commercial", "J2315")
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_csv_and_parquet_round_trip_validate_the_same(tmp_path, suffix):
     raw = clean_claim("esketamine")
     path = tmp_path / f"claims{suffix}"

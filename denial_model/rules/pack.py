@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from denial_model.errors import PackError
 from denial_model.resources import bundled_path
 from denial_model.table import DOCUMENTATION_TOKENS, PAYER_TYPES
 
@@ -61,10 +61,6 @@ _CODE_RE = re.compile(r"^[A-Z0-9]{5}$")
 _MOD_RE = re.compile(r"^[A-Z0-9]{2}$")
 _DX_PREFIX_RE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{0,4})?$")
 _POS_RE = re.compile(r"^\d{2}$")
-
-
-class PackError(ValueError):
-    """A rule pack that cannot be used; the message names file, rule id and field."""
 
 
 def _str_list(v: Any) -> bool:
@@ -470,7 +466,3 @@ def load_pack(folder: str | Path | None = None) -> RulePack:
         folder=folder.resolve(),
         sha256=pack_sha256(folder),
     )
-
-
-def categories_used(rules: Iterable[Rule]) -> set[str]:
-    return {r.category for r in rules}

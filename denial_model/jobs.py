@@ -1,0 +1,191 @@
+"""The jobs a user runs: train, evaluate, score. Each loads what it needs, runs, tracks the
+run in MLflow and returns what a report prints.
+
+The CLI (`cli.py`), `make demo` (`demo.py`) and notebooks call these functions; they hold
+the wiring (which model, which split, what is tracked) so it is written once. The model
+code they call (`train`, `evaluate`, `score`) knows nothing of MLflow; `tracking` is the
+only module that talks to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from denial_model.artifact import LoadedModel, data_fingerprint, load_artifact, save_artifact
+from denial_model.drift import reference_profile
+from denial_model.evaluate import comparison_table, metrics_dict
+from denial_model.files import default_rejects_path
+from denial_model.metrics import time_split
+from denial_model.score import ScoreSummary, score_file
+from denial_model.scorer import Scorer
+from denial_model.tracking import DEFAULT_EXPERIMENT, load_registered, log_scoring, log_training
+from denial_model.train import TrainConfig, TrainResult, train_model
+
+__all__ = [
+    "Evaluation",
+    "ScoringRun",
+    "TrainingRun",
+    "load_model",
+    "run_evaluation",
+    "run_scoring",
+    "run_training",
+]
+
+Progress = Callable[[str], None] | None
+
+
+def _step(progress: Progress, text: str) -> None:
+    if progress is not None:
+        progress(text)
+
+
+@dataclass
+class TrainingRun:
+    """What a training job produced: the comparison table, the manifest, the MLflow run."""
+
+    table: pd.DataFrame
+    manifest: dict
+    tracking: dict | None
+    result: TrainResult
+
+
+def run_training(
+    history: pd.DataFrame,
+    output: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    track: bool = True,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    data_params: dict | None = None,
+    progress: Progress = None,
+) -> TrainingRun:
+    """Fit, evaluate against the baselines, save the artifact, track the run in MLflow."""
+    cfg = cfg or TrainConfig()
+    _step(progress, "fitting features and classifier, calibrating")
+    result = train_model(history, cfg)
+    scorer = Scorer(result.model, result.thresholds)
+    _step(progress, "evaluating on the test months beside the baselines")
+    table = comparison_table(scorer, result.splits.earlier, result.splits.test)
+    fingerprint = data_fingerprint(history)
+    _step(progress, "profiling the training data for drift, saving the artifact")
+    x_train = scorer.transform(result.splits.train)
+    manifest = save_artifact(
+        output,
+        result.model,
+        result.thresholds,
+        metrics_dict(table),
+        fingerprint,
+        extra={
+            "split": result.splits.bounds,
+            "train_config": cfg.to_dict(),
+            "drift_reference": reference_profile(x_train, scorer.proba_of_features(x_train)),
+        },
+    )
+    tracked = None
+    if track:
+        _step(progress, "tracking the run in MLflow and registering the model")
+        params = {
+            **{f"train.{k}": v for k, v in cfg.to_dict().items()},
+            **{f"split.{k}": v for k, v in result.splits.bounds.items()},
+            "data.lines": len(history),
+            "data.train_lines": len(result.splits.train),
+            "data.calib_lines": len(result.splits.calib),
+            "data.test_lines": len(result.splits.test),
+            "data.fingerprint": fingerprint,
+            "rule_pack.sha256": scorer.pack_sha256,
+            "threshold.medium": result.thresholds.medium,
+            "threshold.high": result.thresholds.high,
+            **{f"data.{k}": v for k, v in (data_params or {}).items()},
+        }
+        tracked = log_training(
+            scorer=scorer,
+            table=table,
+            test=result.splits.test,
+            params=params,
+            manifest=manifest,
+            artifact_path=output,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+        )
+    return TrainingRun(table=table, manifest=manifest, tracking=tracked, result=result)
+
+
+def load_model(ref: str | Path, tracking_uri: str | None = None) -> LoadedModel:
+    """A model by artifact path (verified against its manifest) or by MLflow registry URI
+    (`models:/denial-model@champion`, `models:/denial-model/3`)."""
+    ref = str(ref)
+    if ref.startswith("models:/"):
+        return load_registered(ref, tracking_uri)
+    return load_artifact(ref)
+
+
+@dataclass
+class Evaluation:
+    table: pd.DataFrame
+    bounds: dict
+
+
+def run_evaluation(loaded: LoadedModel, history: pd.DataFrame) -> Evaluation:
+    """The comparison table of a trained model on the test months of `history`, split as the
+    model's training split its own history (same figures as the training run on the same data)."""
+    cfg = loaded.manifest.get("train_config", {})
+    defaults = TrainConfig()
+    sp = time_split(
+        history,
+        cfg.get("test_months", defaults.test_months),
+        cfg.get("calib_months", defaults.calib_months),
+    )
+    return Evaluation(table=comparison_table(loaded.scorer, sp.earlier, sp.test), bounds=sp.bounds)
+
+
+@dataclass
+class ScoringRun:
+    """What a scoring job produced."""
+
+    summary: ScoreSummary
+    output: Path
+    rejects: Path
+    tracking: dict | None
+
+
+def run_scoring(
+    input_path: str | Path,
+    output_path: str | Path,
+    loaded: LoadedModel,
+    *,
+    model_ref: str = "",
+    rejects_path: str | Path | None = None,
+    history: pd.DataFrame | None = None,
+    chunk_lines: int = 200_000,
+    track: bool = True,
+    tracking_uri: str | None = None,
+    upload_output: bool = False,
+    on_chunk=None,
+) -> ScoringRun:
+    """Score a file (streamed), then record the batch as an MLflow run unless `track=False`."""
+    rejects = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
+    summary = score_file(
+        input_path, output_path, loaded, rejects, history=history, chunk_lines=chunk_lines, on_chunk=on_chunk
+    )
+    tracked = None
+    if track:
+        tracked = log_scoring(
+            summary,
+            params={
+                "input": str(input_path),
+                "model": model_ref or loaded.manifest.get("artifact", ""),
+                "model_sha256": loaded.manifest.get("sha256", ""),
+                "predictor": loaded.scorer.predictor_check,
+                "chunk_lines": chunk_lines,
+            },
+            reference=loaded.drift_reference,
+            tracking_uri=tracking_uri,
+            output_path=output_path,
+            upload_output=upload_output,
+        )
+    return ScoringRun(summary=summary, output=Path(output_path), rejects=rejects, tracking=tracked)

@@ -1,0 +1,166 @@
+"""What the CLI and `make demo` print: Rich tables of checks, histories, metrics and scores.
+
+Reports only format results the jobs return; they compute nothing. Piped output (CI logs,
+`make demo | tee`) gets wide tables instead of Rich's default 80 columns.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn
+from rich.table import Table
+
+from denial_model.rules.pack import CATEGORIES, RulePack
+
+__all__ = [
+    "console",
+    "err_console",
+    "print_by_payer",
+    "print_check_summary",
+    "print_findings",
+    "print_history_summary",
+    "print_metric_table",
+    "print_score_summary",
+    "print_top_lines",
+    "progress",
+]
+
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
+
+METRIC_COLUMNS = (
+    "auroc",
+    "average_precision",
+    "log_loss",
+    "brier",
+    "ece",
+    "recall_top10",
+    "precision_at_threshold",
+    "dollars_at_risk_caught",
+)
+
+
+def progress(*columns) -> Progress:
+    """A transient progress display (the given columns, then elapsed time) on the console."""
+    return Progress(*columns, TimeElapsedColumn(), console=console, transient=True)
+
+
+def _measures(title: str, rows: list[tuple[str, str]], header: str = "value") -> None:
+    t = Table(title=title)
+    t.add_column("measure")
+    t.add_column(header, justify="right")
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+
+
+def print_check_summary(summary: dict, title: str = "Claim check") -> None:
+    keys = ("rows_in", "lines_checked", "lines_rejected", "lines_with_findings", "lines_with_deny_findings")
+    _measures(title, [(k.replace("_", " "), f"{summary[k]:,}") for k in keys], header="lines")
+    c = Table(title="Lines with findings, by category", show_header=True)
+    c.add_column("category")
+    c.add_column("lines", justify="right")
+    for cat in CATEGORIES:
+        n = summary["by_category"][cat]
+        if n:
+            c.add_row(cat, f"{n:,}")
+    console.print(c)
+
+
+def print_findings(checked: pd.DataFrame, pack: RulePack) -> None:
+    """Every finding of a checked table: claim, line, code, rule, category, CARC, fix."""
+    t = Table(title="Findings", show_lines=False)
+    for col in ("claim", "line", "code", "rule", "category", "CARC", "fix"):
+        t.add_column(col, overflow="fold")
+    rules = {r.id: r for r in pack.rules}
+    for row in checked[["claim_id", "line_number", "hcpcs_code", "rule_hits"]].itertuples(index=False):
+        for rid in filter(None, str(row.rule_hits).split(";")):
+            r = rules[rid]
+            carc = r.carc + (f" {r.remark}" if r.remark else "")
+            t.add_row(
+                str(row.claim_id), str(row.line_number), str(row.hcpcs_code), rid, r.category, carc, r.fix
+            )
+    console.print(t)
+
+
+def print_history_summary(summary, title: str = "Simulated history") -> None:
+    rows = [
+        ("lines", f"{summary.lines:,}"),
+        ("claims", f"{summary.claims:,}"),
+        ("line denial rate", f"{summary.denial_rate:.1%}"),
+        *((f"  denial rate, {ptype}", f"{rate:.1%}") for ptype, rate in summary.payer_rates().items()),
+        ("lines with planted rule breaks", f"{summary.planted_lines:,}"),
+    ]
+    _measures(title, rows)
+    g = Table(title="Denials by cause (from the CARC)")
+    g.add_column("cause")
+    g.add_column("denials", justify="right")
+    g.add_column("share", justify="right")
+    for grp, n in sorted(summary.by_group.items(), key=lambda kv: -kv[1]):
+        g.add_row(grp, f"{n:,}", f"{n / max(summary.denied, 1):.1%}")
+    console.print(g)
+
+
+def print_metric_table(table: pd.DataFrame, title: str, payer_type: str = "all") -> None:
+    t = Table(title=title)
+    t.add_column("model")
+    for m in METRIC_COLUMNS:
+        t.add_column(m, justify="right")
+    for row in table[table["payer_type"] == payer_type].to_dict("records"):
+        t.add_row(row["model"], *(f"{row[m]:.4f}" for m in METRIC_COLUMNS))
+    console.print(t)
+
+
+def print_by_payer(table: pd.DataFrame) -> None:
+    t = Table(title="Model by payer type (test months)")
+    for col in ("payer type", "lines", "auroc", "oracle auroc", "log_loss", "ece", "recall_top10"):
+        t.add_column(col, justify="left" if col == "payer type" else "right")
+    oracle = table[table["model"] == "oracle"].set_index("payer_type")["auroc"]
+    for row in table[(table["model"] == "model") & (table["payer_type"] != "all")].to_dict("records"):
+        o = f"{oracle[row['payer_type']]:.4f}" if row["payer_type"] in oracle.index else "-"
+        t.add_row(
+            row["payer_type"],
+            f"{row['lines']:,}",
+            f"{row['auroc']:.4f}",
+            o,
+            f"{row['log_loss']:.4f}",
+            f"{row['ece']:.4f}",
+            f"{row['recall_top10']:.4f}",
+        )
+    console.print(t)
+
+
+def print_score_summary(summary, title: str) -> None:
+    rows = [
+        ("rows in", f"{summary.rows_in:,}"),
+        ("scored", f"{summary.scored:,}"),
+        ("rejected", f"{summary.rejected:,}"),
+        *((f"tier {k}", f"{v:,}") for k, v in summary.tiers.items()),
+        ("dollars at risk", f"${summary.dollars_at_risk:,.0f} of ${summary.billed:,.0f} billed"),
+    ]
+    _measures(title, rows)
+
+
+def print_top_lines(scored: pd.DataFrame, n: int = 10) -> None:
+    """The `n` riskiest lines of a scored table with their reasons and fixes."""
+    top = scored.sort_values(["denial_probability", "dollars_at_risk"], ascending=False, kind="stable").head(
+        n
+    )
+    t = Table(title=f"The {n} riskiest lines: why, and what to change", show_lines=True)
+    for col in ("claim / line", "code", "payer", "p(denied)", "reasons", "fixes (p before -> after)"):
+        t.add_column(col, overflow="fold")
+    for r in top.to_dict("records"):
+        t.add_row(
+            f"{r['claim_id']} / {r['line_number']}",
+            str(r["hcpcs_code"]),
+            f"{r['payer_id']} ({r['payer_type']})",
+            f"{r['denial_probability']:.2f}",
+            str(r["reasons"]).replace(" | ", "\n"),
+            str(r["fixes"]).replace(" | ", "\n"),
+        )
+    console.print(t)

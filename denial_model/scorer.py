@@ -1,0 +1,159 @@
+"""The Scorer: one fitted model, ready to score claim lines, built once.
+
+The model is one scikit-learn `Pipeline` of two named steps (`FEATURES`: `ClaimFeatures`,
+`CLASSIFIER`: the calibrated booster); this module is the only code that reads them. Batch
+scoring, the tracking plots, evaluation and the artifact all ask a `Scorer` for the
+features, the rule engine or the predictor, so the Pipeline's shape can change in one place.
+
+The fast predictor (`denial_model.predict`) reads scikit-learn internals. Before it is used
+it is checked against the public `predict_proba` on the sample claims of the model's own
+rule pack (a clean claim per drug, a broken claim per category): equal, it is used and the
+scikit-learn version it was checked on is recorded (`predictor_check`); different, the
+Scorer warns and uses the public path.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import sklearn
+
+from denial_model.explain import counterfactuals, reasons_and_fixes
+from denial_model.predict import BinnedPredictor, PublicPredictor, make_predictor
+from denial_model.rules.engine import RuleResult
+from denial_model.samples import sample_table
+from denial_model.table import ClaimFrame, validate
+from denial_model.thresholds import TIERS, Thresholds
+
+__all__ = ["CLASSIFIER", "FEATURES", "SCORE_COLUMNS", "Scored", "Scorer"]
+
+FEATURES = "features"
+CLASSIFIER = "classifier"
+SCORE_COLUMNS = ("denial_probability", "risk_tier", "rule_hits", "reasons", "fixes", "dollars_at_risk")
+SCORE_TYPES = {
+    c: pa.float64() if c in ("denial_probability", "dollars_at_risk") else pa.string() for c in SCORE_COLUMNS
+}
+_TIERS = pa.array(TIERS)
+
+
+@dataclass
+class Scored:
+    """Score columns of a block of lines (Arrow arrays, in SCORE_COLUMNS order) and what a
+    job summary needs from them."""
+
+    columns: dict[str, pa.Array]
+    p: np.ndarray
+    tier: np.ndarray  # index into TIERS
+    billed: np.ndarray
+    dollars: np.ndarray  # expected dollars at risk per line
+    features: pd.DataFrame  # the non-rule features (drift reads them)
+    result: RuleResult
+
+
+class Scorer:
+    """Scores validated claim lines with a fitted model and its risk thresholds."""
+
+    def __init__(self, model, thresholds: Thresholds):
+        self.model = model
+        self.thresholds = thresholds
+        self.features = model.named_steps[FEATURES]
+        self.classifier = model.named_steps[CLASSIFIER]
+        self.predictor_check = "not built yet"
+
+    @property
+    def rules(self):
+        """The fitted `RuleFeaturizer` (the rule pack the model was trained with)."""
+        return self.features.rules_
+
+    @property
+    def pack_sha256(self) -> str:
+        return self.rules.pack_sha256_
+
+    def feature_names(self) -> list[str]:
+        return [str(n) for n in self.features.get_feature_names_out()]
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The full feature frame of claim lines (public path)."""
+        return self.features.transform(df)
+
+    def proba_of_features(self, X: pd.DataFrame) -> np.ndarray:
+        """P(denied) from a feature frame (public path)."""
+        return self.classifier.predict_proba(X)[:, 1]
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """P(denied) of claim lines (public path: the Pipeline's own `predict_proba`)."""
+        return self.model.predict_proba(df)[:, 1]
+
+    @cached_property
+    def predictor(self):
+        """The fast exact predictor when it agrees with the public path, else the public one."""
+        fast = make_predictor(self.classifier)
+        if not isinstance(fast, BinnedPredictor):
+            self.predictor_check = "public predict_proba (fast path unavailable)"
+            return fast
+        frame = ClaimFrame(validate(sample_table(self.rules.pack_), keep_extra=False).lines)
+        result = self.rules.evaluate(frame)
+        attrs = self.features.attributes(frame, result.drug)
+        binary = (result.ids, result.hits)
+        public = PublicPredictor(self.classifier)
+        expected = public.proba(public.prepare(attrs, binary))
+        got = fast.proba(fast.prepare(attrs, binary))
+        if not np.allclose(got, expected, rtol=0, atol=1e-12):
+            warnings.warn(
+                f"fast binned prediction differs from predict_proba on scikit-learn {sklearn.__version__} "
+                f"(max difference {np.abs(got - expected).max():.3g}); scoring with the public path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.predictor_check = (
+                f"public predict_proba (fast path disagreed on scikit-learn {sklearn.__version__})"
+            )
+            return public
+        checked = f"{len(expected)} sample lines with scikit-learn {sklearn.__version__}"
+        self.predictor_check = f"binned, equal to predict_proba on {checked}"
+        return fast
+
+    def relevant_until(self, lines: pd.DataFrame) -> np.ndarray:
+        """For validated earlier lines: the last day a later line's cross-line rules reach each."""
+        return self.rules.evaluate(ClaimFrame(lines)).relevant_until
+
+    def score_lines(self, lines: pd.DataFrame, earlier: pd.DataFrame | None = None) -> Scored:
+        """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
+        predictor = self.predictor
+        frame = ClaimFrame(lines)
+        rk = self.rules.evaluate(frame, earlier=earlier)
+        attrs = self.features.attributes(frame, rk.drug)
+        prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
+        raw = predictor.raw(prepared)
+        p = predictor.calibrate(raw)
+        findings = counterfactuals(predictor, prepared, rk, raw)
+        reasons, fixes = reasons_and_fixes(
+            findings,
+            rk,
+            p,
+            self.thresholds.high,
+            self.features.prior_,
+            attrs,
+            lines["payer_id"],
+            lines["hcpcs_code"],
+        )
+        tier = self.thresholds.tier_index(p)
+        hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
+        billed = lines["billed_amount"].to_numpy(dtype=float)
+        dollars = np.round(p * billed, 2)
+        columns = {
+            "denial_probability": pa.array(p, pa.float64()),
+            "risk_tier": _TIERS.take(pa.array(tier)),
+            "rule_hits": pa.array(hit_text, pa.string()).take(pa.array(hit_codes)),
+            "reasons": reasons,
+            "fixes": fixes,
+            "dollars_at_risk": pa.array(dollars, pa.float64()),
+        }
+        return Scored(
+            columns=columns, p=p, tier=tier, billed=billed, dollars=dollars, features=attrs, result=rk
+        )

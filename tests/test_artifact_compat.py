@@ -1,0 +1,30 @@
+"""Artifacts saved before the package was restructured still load and score the same."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from denial_model.artifact import load_artifact
+from denial_model.predict import BinnedPredictor
+from denial_model.score import score_frame
+from denial_model.thresholds import Thresholds
+
+LEGACY = Path(__file__).parent / "data" / "legacy_artifact"
+
+
+def test_an_artifact_saved_by_the_previous_layout_loads_and_scores_the_same():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # it may have been built with another scikit-learn
+        loaded = load_artifact(LEGACY / "model.joblib")
+    assert isinstance(loaded.thresholds, Thresholds)
+    lines = pd.read_parquet(LEGACY / "lines.parquet")
+    expected = np.array(json.loads((LEGACY / "expected_p.json").read_text()))
+    np.testing.assert_allclose(loaded.predict_proba(lines), expected, rtol=0, atol=1e-12)
+    scored, rejects = score_frame(lines, loaded)
+    assert len(rejects) == 0
+    np.testing.assert_allclose(scored["denial_probability"], expected, rtol=0, atol=1e-12)
+    assert isinstance(loaded.scorer.predictor, BinnedPredictor)
+    assert loaded.drift_reference is not None
