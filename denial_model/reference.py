@@ -162,6 +162,19 @@ def billable_icd10_codes() -> frozenset[str]:
     return frozenset(codes)
 
 
+@cache
+def billable_example(prefix: str) -> str:
+    """A billable ICD-10-CM code starting with `prefix` (the prefix itself when billable; else
+    the first in sort order). For example claims: the samples and the check kinds' breakers."""
+    billable = billable_icd10_codes()
+    if prefix in billable:
+        return prefix
+    found = sorted(c for c in billable if c.startswith(prefix))
+    if not found:
+        raise ValueError(f"no billable ICD-10-CM code starts with {prefix!r}")
+    return found[0]
+
+
 def icd10_billable(codes: np.ndarray | list[str]) -> np.ndarray:
     """True where an ICD-10-CM code exists and is billable (a leaf of the classification).
 

@@ -490,13 +490,13 @@ class ClaimFrame:
 
     def diagnosis_matches(self, prefixes: list[str]) -> np.ndarray:
         """True where any diagnosis of the line starts with any of `prefixes`."""
-        codes, uniques = self._diagnosis_factor
+        codes, uniques = self.diagnosis_factor
         pre = tuple(prefixes)
         hit = np.array([any(c.startswith(pre) for c in str(u).split(";")) for u in uniques], dtype=bool)
         return hit[codes] if self.n else np.zeros(0, bool)
 
     @cached_property
-    def _diagnosis_factor(self) -> tuple[np.ndarray, np.ndarray]:
+    def diagnosis_factor(self) -> tuple[np.ndarray, np.ndarray]:
         return _factorize(self.df["diagnosis_codes"])
 
     @cached_property

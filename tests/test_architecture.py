@@ -29,9 +29,19 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """Every denial_model module `path` imports, at module level or inside a function."""
+    """Every denial_model module `path` imports, at module level or inside a function (but
+    not under `if TYPE_CHECKING:`, which never runs)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING"
+        for n in ast.walk(block)
+    }
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]

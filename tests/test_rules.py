@@ -20,7 +20,7 @@ def _hits(df, pack):
 @pytest.mark.parametrize("rule_id", PACK.ids)
 def test_rule_passes_clean_claim_and_fails_broken_claim(pack, rule_id):
     rule = pack.rule(rule_id)
-    ok, broken = claim_for_rule(rule, pack)
+    ok, broken = claim_for_rule(rule)
     j = pack.ids.index(rule_id)
     assert not _hits(ok, pack).hits[:, j].any()
     assert _hits(broken, pack).hits[:, j].any()

@@ -6,6 +6,8 @@ Layout of a pack folder:
   beside the official ones, and the rules that document's sections require.
 
 A pack that fails validation is refused with the file, the rule id and the field at fault.
+A rule's `check` is validated against its kind's registration in `rules/kinds.py` (the one
+place a kind's parameters are declared). The format is documented in docs/rule-pack.md.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import yaml
 
 from denial_model.errors import PackError
 from denial_model.resources import bundled_path
-from denial_model.table import DOCUMENTATION_TOKENS, PAYER_TYPES
+from denial_model.rules.kinds import KINDS, codes, diagnoses, modifiers, places, str_list
+from denial_model.table import PAYER_TYPES
 
 CATEGORIES: tuple[str, ...] = (
     "code_invalid",
@@ -57,123 +60,24 @@ DOCUMENT_SECTIONS = (
 _CARC_RE = re.compile(r"^(CO|PR|OA|PI|CR)-[A-Z0-9]{1,4}$")
 _REMARK_RE = re.compile(r"^[A-Z]{1,2}\d{1,3}$")
 _ID_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
-_CODE_RE = re.compile(r"^[A-Z0-9]{5}$")
-_MOD_RE = re.compile(r"^[A-Z0-9]{2}$")
-_DX_PREFIX_RE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{0,4})?$")
-_POS_RE = re.compile(r"^\d{2}$")
-
-
-def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) and x for x in v) and len(v) > 0
-
-
-def _codes(v: Any) -> bool:
-    return _str_list(v) and all(_CODE_RE.match(x) for x in v)
-
-
-def _mods(v: Any) -> bool:
-    return _str_list(v) and all(_MOD_RE.match(x) for x in v)
-
-
-def _dx(v: Any) -> bool:
-    return _str_list(v) and all(_DX_PREFIX_RE.match(x) for x in v)
-
-
-def _tokens(v: Any) -> bool:
-    return _str_list(v) and all(x in DOCUMENTATION_TOKENS for x in v)
-
-
-def _pos(v: Any) -> bool:
-    return _str_list(v) and all(_POS_RE.match(x) for x in v)
-
-
-def _positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-
-
-def _ranges(v: Any) -> bool:
-    return isinstance(v, list) and all(
-        isinstance(r, list) and len(r) == 2 and all(_CODE_RE.match(str(x)) for x in r) for r in v
-    )
-
-
-def _limits(v: Any) -> bool:
-    return isinstance(v, dict) and all(k in PAYER_TYPES and _positive(x) for k, x in v.items())
-
-
-_FIELDS = {"ndc", "ndc_quantity", "ndc_unit", "drug_description", "dose_mg", "prior_auth_number"}
-
-# kind -> {param: (required, validator, what it must be)}
-CHECK_KINDS: dict[str, dict[str, tuple[bool, Any, str]]] = {
-    "field_required": {
-        "fields": (
-            True,
-            lambda v: _str_list(v) and set(v) <= _FIELDS,
-            f"a list from {sorted(_FIELDS)}",
-        )
-    },
-    "modifier_required": {"any_of": (True, _mods, "a list of 2-character modifiers")},
-    "modifier_forbidden": {"any_of": (True, _mods, "a list of 2-character modifiers")},
-    "modifier_conflict": {"all_of": (True, _mods, "a list of 2-character modifiers")},
-    "units_vs_dose": {"unit_mg": (False, _positive, "a positive number of mg per billing unit")},
-    "max_per_day": {
-        "max": (True, _positive, "a positive number"),
-        "field": (False, lambda v: v in ("units", "dose_mg"), "units or dose_mg"),
-    },
-    "diagnosis_required": {"any_of": (True, _dx, "a list of ICD-10-CM codes or prefixes")},
-    "diagnosis_flagged": {
-        "any_of": (True, _dx, "a list of ICD-10-CM codes or prefixes"),
-        "unless_any_of": (False, _dx, "a list of ICD-10-CM codes or prefixes"),
-    },
-    "diagnosis_valid": {},
-    "documentation_required": {"all_of": (True, _tokens, "documentation vocabulary tokens")},
-    "prior_auth_required": {},
-    "min_days_between_doses": {"days": (True, _positive, "a positive number of days")},
-    "place_of_service_allowed": {"allowed": (True, _pos, "a list of 2-digit place-of-service codes")},
-    "timely_filing": {
-        "limit_days": (True, _limits, "a map payer_type -> days"),
-        "default_days": (False, _positive, "a positive number of days"),
-    },
-    "duplicate_line": {"exempt_modifiers": (False, _mods, "a list of modifiers")},
-    "code_valid_on_date": {},
-    "ndc_matches_code": {},
-    "specific_code_exists": {},
-    "billed_under": {"codes": (True, _codes, "a list of 5-character HCPCS codes")},
-    "administration_present": {
-        "codes": (False, _codes, "a list of 5-character codes"),
-        "ranges": (False, _ranges, "a list of [first, last] code ranges"),
-    },
-    "description_matches": {
-        "pattern": (True, lambda v: isinstance(v, str) and _compiles(v), "a regular expression")
-    },
-    "excluded": {},
-}
 
 APPLIES_TO_KEYS: dict[str, tuple[Any, str]] = {
-    "drugs": (_str_list, "a list of drug policy names"),
-    "not_drugs": (_str_list, "a list of drug policy names"),
-    "codes": (_codes, "a list of 5-character HCPCS codes"),
-    "not_codes": (_codes, "a list of 5-character HCPCS codes"),
-    "code_prefixes": (_str_list, "a list of code prefixes"),
+    "drugs": (str_list, "a list of drug policy names"),
+    "not_drugs": (str_list, "a list of drug policy names"),
+    "codes": (codes, "a list of 5-character HCPCS codes"),
+    "not_codes": (codes, "a list of 5-character HCPCS codes"),
+    "code_prefixes": (str_list, "a list of code prefixes"),
     "drug_lines": (lambda v: isinstance(v, bool), "true or false"),
     "payer_types": (
-        lambda v: _str_list(v) and set(v) <= set(PAYER_TYPES),
+        lambda v: str_list(v) and set(v) <= set(PAYER_TYPES),
         f"a list from {PAYER_TYPES}",
     ),
     "service_from": (lambda v: isinstance(v, date), "an ISO date"),
     "service_to": (lambda v: isinstance(v, date), "an ISO date"),
-    "modifiers_any_of": (_mods, "a list of 2-character modifiers"),
-    "diagnosis_any_of": (_dx, "a list of ICD-10-CM codes or prefixes"),
-    "place_of_service": (_pos, "a list of 2-digit place-of-service codes"),
+    "modifiers_any_of": (modifiers, "a list of 2-character modifiers"),
+    "diagnosis_any_of": (diagnoses, "a list of ICD-10-CM codes or prefixes"),
+    "place_of_service": (places, "a list of 2-digit place-of-service codes"),
 }
-
-
-def _compiles(pattern: str) -> bool:
-    try:
-        re.compile(pattern)
-    except re.error:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -328,20 +232,20 @@ def _parse_rule(raw: Any, file: str, policy: Policy | None, known_drugs: set[str
     if not isinstance(check, dict) or "kind" not in check:
         raise _err(file, rid, "check", "must be a mapping with a 'kind'")
     kind = check["kind"]
-    if kind not in CHECK_KINDS:
-        raise _err(file, rid, "check.kind", f"'{kind}' is not one of {sorted(CHECK_KINDS)}")
-    spec = CHECK_KINDS[kind]
+    if kind not in KINDS:
+        raise _err(file, rid, "check.kind", f"'{kind}' is not one of {sorted(KINDS)}")
+    spec = KINDS[kind].params
     params = {k: v for k, v in check.items() if k != "kind"}
     for key in params:
         if key not in spec:
             raise _err(file, rid, f"check.{key}", f"not a parameter of '{kind}' ({sorted(spec)})")
-    for key, (required, ok, what) in spec.items():
+    for key, param in spec.items():
         if key not in params:
-            if required:
+            if param.required:
                 raise _err(file, rid, f"check.{key}", f"is required by '{kind}'")
             continue
-        if not ok(params[key]):
-            raise _err(file, rid, f"check.{key}", f"must be {what}")
+        if not param.valid(params[key]):
+            raise _err(file, rid, f"check.{key}", f"must be {param.what}: got {params[key]!r}")
 
     applies = dict(raw.get("applies_to") or {})
     for key, val in applies.items():
@@ -457,7 +361,7 @@ def load_pack(folder: str | Path | None = None) -> RulePack:
             raise _err(r.file, r.id, "id", f"duplicate (also in {seen[r.id]})")
         seen[r.id] = r.file
     noc = tuple(common.get("noc_codes") or [])
-    if not _codes(list(noc)):
+    if not codes(list(noc)):
         raise _err("common.yaml", None, "noc_codes", "must be a list of HCPCS codes")
     return RulePack(
         rules=tuple(rules),

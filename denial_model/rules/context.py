@@ -1,0 +1,138 @@
+"""What the check kinds read about a claim table, computed once per table.
+
+A `Context` wraps a validated `ClaimFrame` with the facts every rule may need: each line's
+drug (from its NDC, its description or an official code), the code set's facts about each
+code, groupings by claim and patient, days as integers. Each fact is computed on first use
+and on the distinct values of a column, never per row.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from denial_model.reference import Reference
+from denial_model.table import ClaimFrame, _factorize
+
+if TYPE_CHECKING:
+    from denial_model.rules.pack import RulePack
+
+__all__ = ["Context"]
+
+
+class Context:
+    """Per-table facts shared by all rules: drug identity, code facts, groupings."""
+
+    def __init__(self, frame: ClaimFrame, pack: RulePack, ref: Reference):
+        self.frame = frame
+        self.pack = pack
+        self.ref = ref
+        self.df = frame.df
+        self.n = frame.n
+
+    @cached_property
+    def _factors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {}
+
+    def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, uniques) of a column or derived array, computed once per table."""
+        if name not in self._factors:
+            if name == "drug":
+                codes, uniques = pd.factorize(self.drug, use_na_sentinel=False)
+                self._factors[name] = (codes, np.asarray(uniques, dtype=object))
+            else:
+                self._factors[name] = _factorize(self.df[name])
+        return self._factors[name]
+
+    def isin(self, name: str, values) -> np.ndarray:
+        """`column in values` for every line, tested on the column's distinct values only."""
+        codes, uniques = self.factor(name)
+        return np.isin(uniques, list(values))[codes] if self.n else np.zeros(0, bool)
+
+    def startswith(self, name: str, prefixes) -> np.ndarray:
+        codes, uniques = self.factor(name)
+        hit = np.array([str(u).startswith(tuple(prefixes)) for u in uniques], dtype=bool)
+        return hit[codes] if self.n else np.zeros(0, bool)
+
+    @cached_property
+    def code(self) -> np.ndarray:
+        codes, uniques = self.factor("hcpcs_code")
+        return uniques[codes]
+
+    @cached_property
+    def code_factor(self) -> tuple[np.ndarray, pd.Index]:
+        codes, uniques = pd.factorize(self.code)
+        return codes, pd.Index(uniques)
+
+    def per_code(self, mapping: pd.Series, default) -> np.ndarray:
+        """Look a per-code value up for every line via the unique codes."""
+        codes, uniques = self.code_factor
+        vals = mapping.reindex(uniques).to_numpy()
+        vals = np.where(pd.isna(vals), default, vals) if len(vals) else vals
+        return vals[codes] if self.n else np.zeros(0, dtype=object)
+
+    @cached_property
+    def ndc_code(self) -> np.ndarray:
+        """HCPCS code the line's NDC is a product of, '' when unknown to the crosswalk."""
+        codes, uniques = self.factor("ndc")
+        vals = self.ref.ndc_codes().reindex(uniques).fillna("").to_numpy(dtype=object)
+        return vals[codes] if self.n else np.zeros(0, dtype=object)
+
+    @cached_property
+    def drug(self) -> np.ndarray:
+        """Drug policy of each line ('' for none): NDC first, then description, then code."""
+        policies = [p for p in self.pack.policies if p.is_drug]
+        names = np.array(["", *[p.name for p in policies]], dtype=object)
+        ndc_codes, ndc_u = self.factor("ndc")
+        ndc_hcpcs_u = self.ref.ndc_codes().reindex(ndc_u).fillna("").to_numpy(dtype=object)
+        desc_codes, desc_u = self.factor("drug_description")
+        by = {k: np.zeros(self.n, dtype=np.int16) for k in ("ndc", "desc", "code")}
+        for k, p in enumerate(policies, start=1):
+            hit_ndc = np.isin(ndc_u, p.match_ndcs) | np.isin(ndc_hcpcs_u, p.match_codes)
+            self._first(by["ndc"], hit_ndc[ndc_codes], k)
+            if p.match_description:
+                rx = re.compile(r"\b(?:" + "|".join(map(re.escape, p.match_description)) + r")\b", re.I)
+                hit_desc = np.array([bool(rx.search(str(u))) for u in desc_u], dtype=bool)
+                self._first(by["desc"], hit_desc[desc_codes], k)
+            self._first(by["code"], self.isin("hcpcs_code", p.match_codes), k)
+        best = np.where(by["ndc"] > 0, by["ndc"], np.where(by["desc"] > 0, by["desc"], by["code"]))
+        return names[best]
+
+    @staticmethod
+    def _first(target: np.ndarray, hit: np.ndarray, k: int) -> None:
+        """Mark policy k where it matches and no earlier policy did."""
+        target[hit & (target == 0)] = k
+
+    @cached_property
+    def unit_mg(self) -> np.ndarray:
+        return self.per_code(self.ref.hcpcs["unit_mg"], np.nan).astype(float)
+
+    @cached_property
+    def is_drug_line(self) -> np.ndarray:
+        drug_codes = set(self.ref.crosswalk["hcpcs_code"]) | set(self.pack.noc_codes)
+        for p in self.pack.policies:
+            drug_codes |= set(p.match_codes) | {p.document_code.code, p.official_code.code} - {None}
+        known = pd.Series(True, index=sorted(drug_codes))
+        listed = self.per_code(known, False).astype(bool)
+        first = np.array([c[:1] == "J" for c in self.code_factor[1]], dtype=bool)
+        return listed | (first[self.code_factor[0]] if self.n else np.zeros(0, bool))
+
+    @cached_property
+    def claim_codes(self) -> np.ndarray:
+        return self.factor("claim_id")[0]
+
+    @cached_property
+    def patient_codes(self) -> np.ndarray:
+        return self.factor("patient_id")[0]
+
+    @cached_property
+    def service_day(self) -> np.ndarray:
+        return self.df["service_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+
+    @cached_property
+    def submission_day(self) -> np.ndarray:
+        return self.df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)

@@ -1,0 +1,595 @@
+"""The check kinds: every kind a rule can use, each registered once with all it needs.
+
+A registration (`@kind(...)` on the check function) declares together:
+- `params`: the parameters a rule of this kind takes (required or not, what each must be);
+  the pack loader validates every rule against them;
+- the check itself: whole columns in, one bool per line out (no loop over rows);
+- `lookback`, for kinds that compare a line with the patient's other lines: how many days
+  before a line another line can still count (0: the same day); the streaming scorer
+  carries earlier lines that far;
+- `breaks`: how to change a clean claim so the check fires (the samples, the docs and the
+  tests use it), and `example`: the parameters of a rule to show it on.
+
+Adding a kind is one registration here plus the rules that use it in the YAML. The per-row
+reference evaluator in the tests is written separately on purpose: it is the independent
+oracle the vectorized checks are pinned to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from denial_model.errors import PackError
+from denial_model.reference import billable_example, icd10_billable
+from denial_model.rules.context import Context
+from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _factorize
+
+__all__ = ["KINDS", "CheckKind", "Param", "kind"]
+
+# ----------------------------------------------------------------------------- parameter validators
+
+_CODE_RE = re.compile(r"^[A-Z0-9]{5}$")
+_MOD_RE = re.compile(r"^[A-Z0-9]{2}$")
+_DX_PREFIX_RE = re.compile(r"^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{0,4})?$")
+_POS_RE = re.compile(r"^\d{2}$")
+
+
+def str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v) and len(v) > 0
+
+
+def codes(v: Any) -> bool:
+    return str_list(v) and all(_CODE_RE.match(x) for x in v)
+
+
+def modifiers(v: Any) -> bool:
+    return str_list(v) and all(_MOD_RE.match(x) for x in v)
+
+
+def diagnoses(v: Any) -> bool:
+    return str_list(v) and all(_DX_PREFIX_RE.match(x) for x in v)
+
+
+def tokens(v: Any) -> bool:
+    return str_list(v) and all(x in DOCUMENTATION_TOKENS for x in v)
+
+
+def places(v: Any) -> bool:
+    return str_list(v) and all(_POS_RE.match(x) for x in v)
+
+
+def positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def code_ranges(v: Any) -> bool:
+    return isinstance(v, list) and all(
+        isinstance(r, list) and len(r) == 2 and all(_CODE_RE.match(str(x)) for x in r) for r in v
+    )
+
+
+def payer_limits(v: Any) -> bool:
+    return isinstance(v, dict) and all(k in PAYER_TYPES and positive(x) for k, x in v.items())
+
+
+def regex(v: Any) -> bool:
+    if not isinstance(v, str):
+        return False
+    try:
+        re.compile(v)
+    except re.error:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------- the registry
+
+Check = Callable[[Context, dict, np.ndarray], np.ndarray]
+Breaker = Callable[[pd.DataFrame, dict], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a check kind: required or not, and what a valid value is."""
+
+    required: bool
+    valid: Callable[[Any], bool]
+    what: str
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    name: str
+    check: Check
+    breaks: Breaker
+    params: dict[str, Param] = field(default_factory=dict)
+    example: dict = field(default_factory=dict)
+    lookback: Callable[[dict], int] | None = None
+
+    @property
+    def cross_line(self) -> bool:
+        return self.lookback is not None
+
+
+KINDS: dict[str, CheckKind] = {}
+
+
+def kind(
+    name: str,
+    *,
+    breaks: Breaker,
+    params: dict[str, Param] | None = None,
+    example: dict | None = None,
+    lookback: Callable[[dict], int] | None = None,
+) -> Callable[[Check], Check]:
+    """Register the decorated check function as kind `name` (once)."""
+
+    def register(fn: Check) -> Check:
+        if name in KINDS:
+            raise PackError(f"check kind {name!r} is registered twice")
+        KINDS[name] = CheckKind(name, fn, breaks, dict(params or {}), dict(example or {}), lookback)
+        return fn
+
+    return register
+
+
+def same_day(params: dict) -> int:
+    return 0
+
+
+# Breakers change the drug line (row 0) of a clean claim; they return a new frame.
+
+
+def _set(**values: Any) -> Breaker:
+    def breaker(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+        c = c.copy()
+        for col, v in values.items():
+            c[col] = v
+        return c
+
+    return breaker
+
+
+def _set_line(column: str, value: Callable[[pd.DataFrame, dict], Any]) -> Breaker:
+    def breaker(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+        c = c.copy()
+        c.loc[0, column] = value(c, p)
+        return c
+
+    return breaker
+
+
+def _join_mods(*mods: str) -> str:
+    return ";".join(m for m in mods if m)
+
+
+def _shift(day: str, days: int) -> str:
+    return (date.fromisoformat(str(day)) + timedelta(days=days)).isoformat()
+
+
+# ----------------------------------------------------------------------------- line checks
+
+_NUMERIC_FIELDS = {"dose_mg", "ndc_quantity"}
+_FIELDS = {"ndc", "ndc_quantity", "ndc_unit", "drug_description", "dose_mg", "prior_auth_number"}
+
+
+def _empty(ctx: Context, column: str) -> np.ndarray:
+    if column in _NUMERIC_FIELDS:
+        return ctx.df[column].isna().to_numpy()
+    return ctx.isin(column, [""])
+
+
+def _clear_field(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    f = p["fields"][0]
+    c.loc[0, f] = np.nan if f in _NUMERIC_FIELDS else ""
+    return c
+
+
+@kind(
+    "field_required",
+    params={
+        "fields": Param(True, lambda v: str_list(v) and set(v) <= _FIELDS, f"a list from {sorted(_FIELDS)}")
+    },
+    example={"fields": ["ndc"]},
+    breaks=_clear_field,
+)
+def _field_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    out = np.zeros(ctx.n, dtype=bool)
+    for f in p["fields"]:
+        out |= _empty(ctx, f)
+    return out
+
+
+_MODIFIER_LIST = Param(True, modifiers, "a list of 2-character modifiers")
+
+
+@kind(
+    "modifier_required",
+    params={"any_of": _MODIFIER_LIST},
+    example={"any_of": ["JZ", "JW"]},
+    breaks=_set_line("modifiers", lambda c, p: ""),
+)
+def _modifier_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return ~ctx.frame.has_modifier(p["any_of"])
+
+
+@kind(
+    "modifier_forbidden",
+    params={"any_of": _MODIFIER_LIST},
+    example={"any_of": ["25"]},
+    breaks=_set_line("modifiers", lambda c, p: _join_mods(c.loc[0, "modifiers"], p["any_of"][0])),
+)
+def _modifier_forbidden(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return ctx.frame.has_modifier(p["any_of"])
+
+
+@kind(
+    "modifier_conflict",
+    params={"all_of": _MODIFIER_LIST},
+    example={"all_of": ["JW", "JZ"]},
+    breaks=_set_line("modifiers", lambda c, p: ";".join(p["all_of"])),
+)
+def _modifier_conflict(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    out = np.ones(ctx.n, dtype=bool)
+    for mod in p["all_of"]:
+        out &= ctx.frame.has_modifier([mod])
+    return out
+
+
+def expected_units(dose_mg: np.ndarray, unit_mg: np.ndarray) -> np.ndarray:
+    """Billing units for a dose: the dose over the code's unit, rounded up."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.ceil(dose_mg / unit_mg - 1e-9)
+
+
+def _off_by_one_unit(c: pd.DataFrame, p: dict) -> float:
+    units = float(c.loc[0, "units"])
+    return units - 1 if units > 1 else units + 1
+
+
+@kind(
+    "units_vs_dose",
+    params={"unit_mg": Param(False, positive, "a positive number of mg per billing unit")},
+    breaks=_set_line("units", _off_by_one_unit),
+)
+def _units_vs_dose(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    dose = ctx.df["dose_mg"].to_numpy(dtype=float)
+    unit = np.full(ctx.n, float(p["unit_mg"])) if "unit_mg" in p else ctx.unit_mg
+    exp = expected_units(dose, unit)
+    units = ctx.df["units"].to_numpy(dtype=float)
+    ok = ~np.isnan(exp) & (dose > 0)
+    return ok & (np.abs(units - exp) > 1e-9)
+
+
+_DX_LIST = "a list of ICD-10-CM codes or prefixes"
+
+
+@kind(
+    "diagnosis_required",
+    params={"any_of": Param(True, diagnoses, _DX_LIST)},
+    example={"any_of": ["F11"]},
+    breaks=_set(diagnosis_codes="I10"),
+)
+def _diagnosis_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return ~ctx.frame.diagnosis_matches(p["any_of"])
+
+
+@kind(
+    "diagnosis_flagged",
+    params={"any_of": Param(True, diagnoses, _DX_LIST), "unless_any_of": Param(False, diagnoses, _DX_LIST)},
+    example={"any_of": ["F41"]},
+    breaks=lambda c, p: _set(diagnosis_codes=billable_example(p["any_of"][0]))(c, p),
+)
+def _diagnosis_flagged(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    hit = ctx.frame.diagnosis_matches(p["any_of"])
+    if p.get("unless_any_of"):
+        hit &= ~ctx.frame.diagnosis_matches(p["unless_any_of"])
+    return hit
+
+
+@kind(
+    "diagnosis_valid",
+    # a well-formed code in the line's own category that the classification does not have
+    breaks=_set_line("diagnosis_codes", lambda c, p: str(c.loc[0, "diagnosis_codes"])[:3] + ".ZZ"),
+)
+def _diagnosis_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    dx_codes, lists = ctx.frame.diagnosis_factor  # each distinct diagnosis list checked once
+    split = [str(u).split(";") for u in lists]
+    ok = icd10_billable([c for s in split for c in s])
+    ends = np.cumsum([len(s) for s in split])
+    bad_u = np.array([not ok[e - len(s) : e].all() for s, e in zip(split, ends, strict=True)], dtype=bool)
+    return bad_u[dx_codes] if ctx.n else np.zeros(0, dtype=bool)
+
+
+def _drop_tokens(c: pd.DataFrame, p: dict) -> str:
+    return ";".join(t for t in str(c.loc[0, "documentation"]).split(";") if t not in p["all_of"])
+
+
+@kind(
+    "documentation_required",
+    params={"all_of": Param(True, tokens, "documentation vocabulary tokens")},
+    example={"all_of": ["medical_necessity"]},
+    breaks=_set_line("documentation", _drop_tokens),
+)
+def _documentation_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    need = sum(DOC_BIT[t] for t in p["all_of"])
+    return (ctx.frame.documentation_mask & need) != need
+
+
+@kind("prior_auth_required", breaks=_set(prior_auth_number=""))
+def _prior_auth_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return _empty(ctx, "prior_auth_number")
+
+
+def _outside(allowed: list[str]) -> str:
+    return next(c for c in ("12", "81", "31", "11") if c not in allowed)
+
+
+@kind(
+    "place_of_service_allowed",
+    params={"allowed": Param(True, places, "a list of 2-digit place-of-service codes")},
+    example={"allowed": ["11", "22"]},
+    breaks=lambda c, p: _set(place_of_service=_outside(p["allowed"]))(c, p),
+)
+def _pos_allowed(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return ~ctx.isin("place_of_service", p["allowed"])
+
+
+def _file_late(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    limit = p["limit_days"].get(c.loc[0, "payer_type"], p.get("default_days", 365))
+    return _set(submission_date=_shift(c.loc[0, "service_date"], int(limit) + 30))(c, p)
+
+
+@kind(
+    "timely_filing",
+    params={
+        "limit_days": Param(True, payer_limits, "a map payer_type -> days"),
+        "default_days": Param(False, positive, "a positive number of days"),
+    },
+    example={"limit_days": {"medicare": 365, "commercial": 90}},
+    breaks=_file_late,
+)
+def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    default = float(p.get("default_days", 365))
+    pt_codes, uniques = ctx.factor("payer_type")
+    limits = np.array([float(p["limit_days"].get(u, default)) for u in uniques])[pt_codes]
+    return (ctx.submission_day - ctx.service_day) > limits
+
+
+def _bill_unknown_code(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    c.loc[0, "hcpcs_code"] = "J9998"  # not in the code set
+    c.loc[0, "ndc"] = ""
+    return c
+
+
+@kind("code_valid_on_date", breaks=_bill_unknown_code)
+def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    h = ctx.ref.hcpcs
+    procs = h[h["kind"] == "procedure"]
+    add = ctx.per_code(procs["add_date"], np.datetime64("NaT")).astype("datetime64[ns]")
+    term = ctx.per_code(procs["termination_date"], np.datetime64("NaT")).astype("datetime64[ns]")
+    known = ctx.per_code(pd.Series(True, index=procs.index), False).astype(bool)
+    numeric = np.array([c[:1].isdigit() for c in ctx.code_factor[1]], dtype=bool)
+    numeric = numeric[ctx.code_factor[0]] if ctx.n else np.zeros(0, bool)
+    svc = ctx.df["service_date"].to_numpy()
+    before = ~np.isnat(add) & (svc < add)
+    after = ~np.isnat(term) & (svc > term)
+    return ~numeric & (~known | before | after)
+
+
+@kind("ndc_matches_code", breaks=_set_line("ndc", lambda c, p: "00143950125"))  # a J1630 (haloperidol) NDC
+def _ndc_matches(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    nc = ctx.ndc_code
+    return (nc != "") & (nc != ctx.code) & ~ctx.isin("hcpcs_code", ctx.pack.noc_codes)
+
+
+def _bill_vivitrol_as_noc(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    c.loc[0, "hcpcs_code"] = "J3490"
+    c.loc[0, "ndc"] = "65757030001"  # Vivitrol: its own code is J2315
+    c.loc[0, "drug_description"] = "naltrexone ER 380 mg"
+    return c
+
+
+@kind("specific_code_exists", breaks=_bill_vivitrol_as_noc)
+def _specific_code(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    noc = set(ctx.pack.noc_codes)
+    specific = {
+        pol.name: pol.official_code.code
+        for pol in ctx.pack.policies
+        if pol.is_drug and pol.official_code.code and pol.official_code.code not in noc
+    }
+    has_ndc_code = (ctx.ndc_code != "") & ~np.isin(ctx.ndc_code, list(noc))
+    drug_has_code = ctx.isin("drug", specific)
+    return ctx.isin("hcpcs_code", noc) & (has_ndc_code | drug_has_code)
+
+
+@kind(
+    "billed_under",
+    params={"codes": Param(True, codes, "a list of 5-character HCPCS codes")},
+    example={"codes": ["J3031"]},
+    breaks=_set_line("hcpcs_code", lambda c, p: p["codes"][0]),
+)
+def _billed_under(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return ctx.isin("hcpcs_code", p["codes"])
+
+
+@kind(
+    "description_matches",
+    params={"pattern": Param(True, regex, "a regular expression")},
+    example={"pattern": "investigational"},
+    breaks=_set_line("drug_description", lambda c, p: "investigational agent 10 mg/mL"),
+)
+def _description(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    rx = re.compile(p["pattern"], re.I)
+    desc_codes, uniques = _factorize(ctx.df["drug_description"])
+    hit_u = np.array([bool(rx.search(str(u))) for u in uniques], dtype=bool)
+    return hit_u[desc_codes] if ctx.n and len(hit_u) else np.zeros(ctx.n, dtype=bool)
+
+
+@kind("excluded", breaks=lambda c, p: c.copy())  # fires wherever it applies
+def _excluded(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return np.ones(ctx.n, dtype=bool)
+
+
+# ----------------------------------------------------------------------------- cross-line checks
+
+
+def _group_ids(*keys: np.ndarray) -> np.ndarray:
+    """One integer per distinct tuple of keys (vectorized)."""
+    frame = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
+    return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+
+
+def _over_max(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    fld = p.get("field", "units")
+    c.loc[0, fld] = float(p["max"]) + 10
+    if fld == "dose_mg" and c.loc[0, "hcpcs_code"] == "S0013":
+        c.loc[0, "units"] = float(p["max"]) + 10  # S0013 is per mg: units follow the dose
+    return c
+
+
+@kind(
+    "max_per_day",
+    params={
+        "max": Param(True, positive, "a positive number"),
+        "field": Param(False, lambda v: v in ("units", "dose_mg"), "units or dose_mg"),
+    },
+    example={"max": 400},
+    lookback=same_day,
+    breaks=_over_max,
+)
+def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    val = np.nan_to_num(ctx.df[p.get("field", "units")].to_numpy(dtype=float))
+    active = m & ~ctx.frame.is_jw
+    if not active.any():
+        return np.zeros(ctx.n, dtype=bool)
+    idx = np.flatnonzero(active)
+    # exact duplicates (same patient, code, day, units) are the duplicate rule's finding
+    units = ctx.df["units"].to_numpy(dtype=float)
+    key = {"p": ctx.patient_codes[idx], "c": ctx.code[idx], "d": ctx.service_day[idx], "u": units[idx]}
+    first = ~pd.DataFrame(key).duplicated().to_numpy()
+    what = np.where(ctx.drug[idx] != "", ctx.drug[idx], ctx.code[idx])  # drug, else code
+    g = _group_ids(ctx.patient_codes[idx], what, ctx.service_day[idx])
+    totals = np.bincount(g, weights=val[idx] * first)
+    out = np.zeros(ctx.n, dtype=bool)
+    out[idx] = totals[g] > float(p["max"]) + 1e-9
+    return out
+
+
+def days_since_previous_dose(patient: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Days from each line's service day back to the patient's previous distinct service day
+    among the given lines (inf for the first). Vectorized with a lexsort."""
+    n = len(day)
+    out = np.full(n, np.inf)
+    if n == 0:
+        return out
+    order = np.lexsort((day, patient))
+    p_s, d_s = patient[order], day[order]
+    new_pat = np.r_[True, p_s[1:] != p_s[:-1]]
+    new_day = new_pat | np.r_[True, d_s[1:] != d_s[:-1]]
+    # index (in sorted order) of the first line of each distinct (patient, day)
+    first_of_day = np.maximum.accumulate(np.where(new_day, np.arange(n), 0))
+    prev_day = np.r_[np.nan, d_s[:-1].astype(float)]
+    gap_at_start = np.where(new_pat, np.inf, d_s - prev_day)
+    out[order] = gap_at_start[first_of_day]
+    return out
+
+
+def _dose_too_soon(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """The same claim given again `days - 1` days earlier, under its own claim id."""
+    again = c.copy()
+    svc = _shift(c.loc[0, "service_date"], -max(int(p["days"]) - 1, 0))
+    again["claim_id"] = c.loc[0, "claim_id"] + "-earlier"
+    again["service_date"] = svc
+    again["submission_date"] = _shift(svc, 1)
+    return pd.concat([c, again], ignore_index=True)
+
+
+@kind(
+    "min_days_between_doses",
+    params={"days": Param(True, positive, "a positive number of days")},
+    example={"days": 21},
+    lookback=lambda p: int(p["days"]) - 1,
+    breaks=_dose_too_soon,
+)
+def _min_days(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    active = m & ~ctx.frame.is_jw
+    idx = np.flatnonzero(active)
+    out = np.zeros(ctx.n, dtype=bool)
+    if len(idx):
+        gaps = days_since_previous_dose(ctx.patient_codes[idx], ctx.service_day[idx])
+        out[idx] = gaps < float(p["days"])
+    return out
+
+
+def _sent_twice(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """The same claim sent a day earlier under another claim id: the later one duplicates it."""
+    first = c.copy()
+    first["claim_id"] = c.loc[0, "claim_id"] + "-first"
+    first["submission_date"] = _shift(c.loc[0, "submission_date"], -1)
+    return pd.concat([c, first], ignore_index=True)
+
+
+@kind(
+    "duplicate_line",
+    params={"exempt_modifiers": Param(False, modifiers, "a list of modifiers")},
+    lookback=same_day,
+    breaks=_sent_twice,
+)
+def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    exempt = ctx.frame.has_modifier(p.get("exempt_modifiers", ["76", "77"]))
+    idx = np.flatnonzero(m & ~exempt)
+    out = np.zeros(ctx.n, dtype=bool)
+    if len(idx) == 0:
+        return out
+    claim_codes, claim_u = ctx.factor("claim_id")
+    claim_rank = np.empty(len(claim_u), dtype=np.int64)
+    claim_rank[np.argsort(claim_u.astype(str), kind="stable")] = np.arange(len(claim_u))
+    key = (
+        ctx.patient_codes[idx],
+        ctx.factor("hcpcs_code")[0][idx],
+        ctx.service_day[idx],
+        ctx.df["units"].to_numpy(dtype=float)[idx],
+        ctx.frame.is_jw[idx],
+    )
+    # within a key, the earliest submitted (then claim id, line number) is the original
+    tiebreak = (ctx.df["line_number"].to_numpy()[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
+    order = np.lexsort(tiebreak + key[::-1])
+    same = np.ones(len(idx) - 1, dtype=bool)
+    for k in key:
+        ks = k[order]
+        same &= ks[1:] == ks[:-1]
+    out[idx[order[1:][same]]] = True
+    return out
+
+
+@kind(
+    "administration_present",
+    params={
+        "codes": Param(False, codes, "a list of 5-character codes"),
+        "ranges": Param(False, code_ranges, "a list of [first, last] code ranges"),
+    },
+    example={"codes": ["96372"], "ranges": [["96365", "96379"]]},
+    breaks=lambda c, p: c.iloc[[0]].reset_index(drop=True),  # the drug line alone
+)
+def _administration(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    # whole-claim kind: a claim is never split across chunks, so it needs no look-back
+    is_admin = np.isin(ctx.code, p.get("codes", []))
+    code_s = ctx.code.astype(str)
+    for lo, hi in p.get("ranges", []):
+        is_admin |= (code_s >= str(lo)) & (code_s <= str(hi))
+    if not ctx.n:
+        return np.zeros(0, bool)
+    claim_has = np.bincount(ctx.claim_codes, weights=is_admin.astype(float)) > 0
+    return ~claim_has[ctx.claim_codes]

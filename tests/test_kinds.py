@@ -1,0 +1,65 @@
+"""One registration per check kind: parameters, look-back, check and the claim that breaks it."""
+
+import dataclasses
+
+import pytest
+
+from denial_model.rules import evaluate
+from denial_model.rules.kinds import KINDS, CheckKind, Param
+from denial_model.rules.pack import Rule
+from denial_model.samples import claim_for_rule
+from denial_model.table import validate
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_registered_kind_declares_check_breaker_parameters_and_lookback(name):
+    k = KINDS[name]
+    assert isinstance(k, CheckKind) and k.name == name
+    assert callable(k.check) and callable(k.breaks)
+    assert all(isinstance(p, Param) for p in k.params.values())
+    assert k.lookback is None or isinstance(k.lookback(k.example), int)
+    assert set(k.example) <= set(k.params)
+    for key, param in k.params.items():
+        if param.required:
+            assert key in k.example, f"{name}: the example lacks required parameter {key}"
+        if key in k.example:
+            assert param.valid(k.example[key]), (
+                f"{name}: example {key}={k.example[key]!r} is not {param.what}"
+            )
+
+
+@pytest.mark.parametrize("name", sorted(KINDS))
+def test_every_kind_passes_a_clean_claim_and_fires_on_the_claim_its_breaker_makes(name, pack):
+    applies = {"drugs": ["naltrexone"]}
+    if name == "excluded":  # an exclusion fires wherever it applies: scope it to one payer type
+        applies["payer_types"] = ["medicare"]
+    rule = Rule(
+        id=f"test.{name}",
+        category="documentation_missing",
+        carc="CO-16",
+        severity="deny",
+        message="m",
+        fix="f",
+        source="test",
+        kind=name,
+        params=KINDS[name].example,
+        applies_to=applies,
+    )
+    one = dataclasses.replace(pack, rules=(rule,))
+    clean, broken = claim_for_rule(rule)
+    for claim, fires in ((clean, False), (broken, True)):
+        v = validate(claim)
+        assert len(v.rejects) == 0, v.rejects.to_dict("records")
+        assert evaluate(v.lines, one).hits[:, 0].any() == fires, (name, claim.to_dict("records"))
+
+
+def test_every_kind_the_shipped_pack_uses_is_registered(pack):
+    assert {r.kind for r in pack.rules} <= set(KINDS)
+
+
+def test_cross_line_kinds_are_the_ones_that_compare_a_patients_lines():
+    assert {n for n, k in KINDS.items() if k.cross_line} == {
+        "max_per_day",
+        "min_days_between_doses",
+        "duplicate_line",
+    }
