@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,16 +17,14 @@ import pandas as pd
 from denial_model.reference import Reference
 from denial_model.table import ClaimFrame, _factorize
 
-if TYPE_CHECKING:
-    from denial_model.rules.pack import RulePack
-
 __all__ = ["Context"]
 
 
 class Context:
     """Per-table facts shared by all rules: drug identity, code facts, groupings."""
 
-    def __init__(self, frame: ClaimFrame, pack: RulePack, ref: Reference):
+    def __init__(self, frame: ClaimFrame, pack, ref: Reference):
+        """`pack`: the `RulePack` being evaluated (its policies and NOC codes)."""
         self.frame = frame
         self.pack = pack
         self.ref = ref
