@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from denial_model.features import CATEGORICAL
 from denial_model.metrics import rules_only_probability, score_metrics
 from denial_model.scorer import Scorer
+from denial_model.table import denied_labels
 
 __all__ = ["all_metrics", "comparison_table", "expected_calibration_error", "metrics_dict"]
 
@@ -86,16 +87,17 @@ def comparison_table(
     training and `evaluate` report the same figures for the same model and data."""
     train = earlier
     threshold = scorer.thresholds.high
-    y = test["denied"].to_numpy(dtype=bool)
+    y = denied_labels(test)
+    y_train = denied_labels(train)
     amount = test["billed_amount"].to_numpy(dtype=float)
     scores: dict[str, np.ndarray] = {"model": scorer.predict_proba(test)}
     scores["rules_only"] = rules_only_probability(train, test)
-    payer_rate = train.groupby("payer_id")["denied"].mean()
+    payer_rate = pd.Series(y_train).groupby(train["payer_id"].astype(str).to_numpy()).mean()
     scores["payer_base_rate"] = (
-        test["payer_id"].map(payer_rate).fillna(train["denied"].mean()).to_numpy(dtype=float)
+        test["payer_id"].astype(str).map(payer_rate).fillna(y_train.mean()).to_numpy(dtype=float)
     )
     if include_logistic:
-        lr = logistic_baseline(scorer.transform(train), train["denied"].to_numpy(dtype=bool))
+        lr = logistic_baseline(scorer.transform(train), y_train)
         scores["logistic_regression"] = lr.predict_proba(_as_lr_input(scorer.transform(test)))[:, 1]
     if "p_true" in test.columns:
         scores["oracle"] = test["p_true"].to_numpy(dtype=float)

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from denial_model.errors import ClaimTableError
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, _factorize, validate
+from denial_model.table import ClaimFrame, _factorize, denied_labels, validate
 
 
 def as_claim_frame(X: pd.DataFrame | ClaimFrame) -> ClaimFrame:
@@ -177,7 +177,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         if y is None:
             if "denied" not in df.columns:
                 raise ClaimTableError("ClaimFeatures.fit needs outcomes: a 'denied' column or y")
-            y = df["denied"]
+            y = denied_labels(df)
         y = np.asarray(y, dtype=bool)
         if "adjudication_date" not in df.columns:
             raise ClaimTableError("ClaimFeatures.fit needs 'adjudication_date' for leakage-safe history")

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from denial_model.rules.engine import evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, validate
+from denial_model.table import ClaimFrame, denied_labels, validate
 
 
 def score_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -72,7 +72,7 @@ def rules_only_probability(
     pack = pack or load_pack()
     hit_tr = evaluate(ClaimFrame(validate(train).lines), pack).deny_hit()
     hit_te = evaluate(ClaimFrame(validate(test).lines), pack).deny_hit()
-    y = train["denied"].to_numpy(dtype=bool)
+    y = denied_labels(train)
     rate_hit = y[hit_tr].mean() if hit_tr.any() else y.mean()
     rate_clean = y[~hit_tr].mean() if (~hit_tr).any() else y.mean()
     return np.where(hit_te, rate_hit, rate_clean)
@@ -85,7 +85,7 @@ def oracle_and_rules_report(
     training splits it (the rules-only baseline learns on all earlier months)."""
     sp = time_split(history, test_months, calib_months)
     train, test = sp.earlier, sp.test
-    y = test["denied"].to_numpy(dtype=bool)
+    y = denied_labels(test)
     oracle = score_metrics(y, test["p_true"].to_numpy())
     rules = score_metrics(y, rules_only_probability(train, test, pack))
     return {

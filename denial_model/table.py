@@ -256,6 +256,35 @@ class Validated:
         return len(self.lines) + len(self.rejects) == self.rows_in
 
 
+_TRUE = frozenset({"true", "t", "1", "1.0", "yes", "y"})
+_FALSE = frozenset({"false", "f", "0", "0.0", "no", "n"})
+
+
+def denied_labels(df: pd.DataFrame) -> np.ndarray:
+    """The `denied` label as bool, whatever the file stored: booleans, 0/1, or text
+    (`true`/`false`, `1`/`0`, `yes`/`no`, any case; a CSV history is all text, and
+    `bool("False")` is True, so text is never cast directly). Anything else is an error
+    naming the first bad row and value."""
+    if "denied" not in df.columns:
+        raise ClaimTableError("missing label column: denied (training and evaluation need outcomes)")
+    s = df["denied"]
+    if pd.api.types.is_bool_dtype(s) and not s.isna().any():
+        return s.to_numpy(dtype=bool)
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        bad = ~s.isin([0, 1])
+    else:
+        text = per_unique(s, lambda u: u.astype(str).str.strip().str.lower())
+        bad = ~text.isin(_TRUE | _FALSE)
+        s = text.isin(_TRUE)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ClaimTableError(
+            f"row {row}: column denied: {df['denied'].iloc[row]!r} is not a yes/no value "
+            "(true/false, 1/0, yes/no)"
+        )
+    return s.to_numpy(dtype=bool)
+
+
 def check_required_columns(columns: list[str] | pd.Index) -> None:
     missing = [c for c in REQUIRED if c not in columns]
     if missing:

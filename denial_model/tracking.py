@@ -19,7 +19,7 @@ from denial_model.drift import DRIFT_WARNING, drift_report
 from denial_model.errors import ArtifactError
 from denial_model.evaluate import metrics_dict
 from denial_model.scorer import Scorer
-from denial_model.table import INPUT_COLUMNS
+from denial_model.table import INPUT_COLUMNS, denied_labels
 from denial_model.thresholds import Thresholds
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -100,7 +100,7 @@ def permutation_importance_table(
     res = permutation_importance(
         scorer.classifier,
         feats,
-        rows["denied"].to_numpy(dtype=bool),
+        denied_labels(rows),
         scoring="neg_log_loss",
         n_repeats=2,
         random_state=seed,
@@ -128,7 +128,7 @@ def log_training(
     from mlflow.models import infer_signature
 
     mlflow.set_experiment(experiment)
-    y = test["denied"].to_numpy(dtype=bool)
+    y = denied_labels(test)
     p = scorer.predict_proba(test)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -23,6 +22,7 @@ from denial_model.errors import ClaimTableError
 from denial_model.features import ClaimFeatures
 from denial_model.metrics import Splits, time_split
 from denial_model.scorer import CLASSIFIER, FEATURES
+from denial_model.table import denied_labels
 from denial_model.thresholds import Thresholds, choose_thresholds
 
 # `Thresholds` is re-exported: artifacts saved before 0.2 pickled it as `denial_model.train.Thresholds`.
@@ -70,10 +70,6 @@ class TrainResult:
     config: TrainConfig
 
 
-def _labels(df: pd.DataFrame) -> np.ndarray:
-    return df["denied"].to_numpy(dtype=bool)
-
-
 def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainResult:
     """Fit features and classifier on the train slice, calibrate on the next slice."""
     cfg = cfg or TrainConfig()
@@ -83,13 +79,13 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
             f"history too short for the split {splits.bounds}: need train, calibration and test months"
         )
     features = ClaimFeatures()
-    booster = build_classifier(cfg).fit(features.fit_transform(splits.train), _labels(splits.train))
+    booster = build_classifier(cfg).fit(features.fit_transform(splits.train), denied_labels(splits.train))
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method="isotonic")
     x_calib = features.transform(splits.calib)
-    calibrated.fit(x_calib, _labels(splits.calib))
+    calibrated.fit(x_calib, denied_labels(splits.calib))
     model = Pipeline([(FEATURES, features), (CLASSIFIER, calibrated)])
     thresholds = choose_thresholds(
-        _labels(splits.calib),
+        denied_labels(splits.calib),
         calibrated.predict_proba(x_calib)[:, 1],
         splits.calib["billed_amount"].to_numpy(dtype=float),
         recovery_rate=cfg.recovery_rate,

@@ -232,3 +232,16 @@ def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):
     models = {r["model"] for r in rows}
     assert {"model", "oracle", "rules_only", "payer_base_rate", "logistic_regression"} <= models
     assert {r["payer_type"] for r in rows} >= {"all", "medicare", "commercial"}
+
+
+def test_a_csv_history_trains_the_same_model_as_parquet(tmp_path, history):
+    """CSV cells are text: 'False' must not become True."""
+    from denial_model.files import read_table, write_table
+
+    small = history.head(20_000)
+    write_table(small, tmp_path / "h.csv")
+    write_table(small, tmp_path / "h.parquet")
+    a = train_model(read_table(tmp_path / "h.csv"), TrainConfig(max_iter=20, test_months=2))
+    b = train_model(read_table(tmp_path / "h.parquet"), TrainConfig(max_iter=20, test_months=2))
+    lines = b.splits.test.head(300)
+    np.testing.assert_allclose(a.model.predict_proba(lines), b.model.predict_proba(lines), atol=1e-9)

@@ -24,7 +24,7 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".csv.gz"])
 def test_same_seed_and_config_give_the_same_bytes(tmp_path, suffix):
     cfg = SimConfig(lines=8_000, seed=5, block_patients=500)
     a, b = tmp_path / f"a{suffix}", tmp_path / f"b{suffix}"
@@ -51,7 +51,7 @@ def test_every_generated_row_passes_table_validation(history):
     assert history.groupby("claim_id")["line_number"].apply(lambda s: s.is_unique).all()
 
 
-def test_planted_categories_are_exactly_what_the_engine_flags(history, pack):
+def _planted_equals_flagged(history, pack):
     v = validate(history)
     flagged = evaluate(v.lines, pack).category_hits()
     planted = (
@@ -64,7 +64,60 @@ def test_planted_categories_are_exactly_what_the_engine_flags(history, pack):
         missed = int((planted[cat] & ~flagged[cat]).sum())
         extra = int((flagged[cat] & ~planted[cat]).sum())
         assert (missed, extra) == (0, 0), (cat, missed, extra)
+    return planted
+
+
+def test_planted_categories_are_exactly_what_the_engine_flags(history, pack):
+    planted = _planted_equals_flagged(history, pack)
     assert planted.any().all(), "every category is planted somewhere"
+
+
+def test_the_simulator_reads_requirements_from_the_pack_it_is_given(tmp_path, pack):
+    """Edit the pack (Medicaid also needs authorization for naltrexone; Medicare JW/JZ from
+    2024; commercial filing limit 60 days): the simulator follows, and stays exact."""
+    import shutil
+
+    from denial_model.rules import load_pack
+
+    folder = tmp_path / "rules"
+    shutil.copytree(pack.folder, folder)
+    nal = folder / "policies" / "naltrexone.yaml"
+    nal.write_text(
+        nal.read_text().replace(
+            "applies_to: {drugs: [naltrexone], payer_types: [commercial, medicare_advantage]}",
+            "applies_to: {drugs: [naltrexone], payer_types: [commercial, medicare_advantage, medicaid]}",
+        )
+    )
+    common = folder / "common.yaml"
+    text = common.read_text()
+    edited = text.replace("service_from: 2023-07-01", "service_from: 2024-01-01").replace(
+        "commercial: 90", "commercial: 60"
+    )
+    assert edited != text
+    common.write_text(edited)
+    edited_pack = load_pack(folder)
+    history = simulate(SimConfig(lines=40_000, seed=12), pack=edited_pack)
+    _planted_equals_flagged(history, edited_pack)
+    lines = history[(history["hcpcs_code"] == "J2315") & (history["payer_type"] == "medicaid")]
+    assert len(lines) and (lines["prior_auth_number"] != "").mean() > 0.8
+
+
+def test_a_failed_simulation_leaves_no_file_behind(tmp_path, monkeypatch):
+    from denial_model.simulate import writer
+
+    real = writer.iter_chunks
+
+    def failing(*args, **kwargs):
+        it = real(*args, **kwargs)
+        yield next(it)
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(writer, "iter_chunks", failing)
+    cfg = SimConfig(lines=6_000, seed=1, block_patients=300, chunk_blocks=1)
+    for name in ("h.parquet", "h.csv.gz"):
+        with pytest.raises(RuntimeError, match="disk gone"):
+            write_history(cfg, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_calibration_bands_match_published_figures(history):

@@ -149,3 +149,28 @@ def test_concat_and_compact_keep_values_and_drop_unused_categories():
     small = compact_lines(both.iloc[:1])
     assert list(small["claim_id"].cat.categories) == [a["claim_id"].iloc[0]]
     assert small["claim_id"].iloc[0] == a["claim_id"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [True, False, True],
+        ["True", "False", "True"],
+        ["true", "false", "TRUE"],
+        ["1", "0", "1"],
+        [1, 0, 1],
+        [1.0, 0.0, 1.0],
+        ["yes", "no", "Y"],
+    ],
+)
+def test_denied_labels_read_every_way_a_file_stores_yes_and_no(values):
+    from denial_model.table import denied_labels
+
+    assert denied_labels(pd.DataFrame({"denied": values})).tolist() == [True, False, True]
+
+
+def test_a_label_that_is_not_yes_or_no_names_its_row_and_value():
+    from denial_model.table import denied_labels
+
+    with pytest.raises(ClaimTableError, match=r"row 1: column denied: 'maybe'"):
+        denied_labels(pd.DataFrame({"denied": ["true", "maybe"]}))
