@@ -16,6 +16,7 @@ import time
 import pandas as pd
 
 from denial_model.evaluate import comparison_table
+from denial_model.scorer import Scorer
 from denial_model.simulate import SimConfig, simulate
 from denial_model.train import train_model
 
@@ -35,7 +36,7 @@ def main() -> None:
         f"test {len(s.test):,}"
     )
     print(f"training (features + boosting + calibration): {seconds:.1f} s")
-    table = comparison_table(res.model, s.train, s.test, res.thresholds.high)
+    table = comparison_table(Scorer(res.model, res.thresholds), s.earlier, s.test)
     cols = ["model", "auroc", "average_precision", "log_loss", "brier", "ece", "recall_top10"]
     with pd.option_context("display.width", 200):
         print(table[table["payer_type"] == "all"][cols].round(4).to_string(index=False))

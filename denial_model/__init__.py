@@ -3,7 +3,9 @@
 The public API, what the README and the notebooks use, is importable from here
 (`from denial_model import read_table, check_frame, load_model, score_file`); each name is
 loaded on first use, so importing one part does not import all of them (the CLI starts fast).
-The modules, one concept each, are listed in the README's Layout section.
+The modules, one concept each, are listed in the README's Layout section. Functions named
+like a module (`denial_model.simulate.simulate`, `denial_model.rules.evaluate`) are imported
+from their module: a package attribute cannot be both.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS: dict[str, str] = {
     # errors
@@ -27,14 +29,12 @@ _EXPORTS: dict[str, str] = {
     "ClaimFrame": "table",
     # rules
     "load_pack": "rules.pack",
-    "evaluate": "rules.engine",
     "check_frame": "scrub",
     "check_file": "scrub",
     "sample_table": "samples",
     "clean_claim": "samples",
     # simulator
     "SimConfig": "simulate",
-    "simulate": "simulate",
     "write_history": "simulate",
     "oracle_and_rules_report": "metrics",
     "time_split": "metrics",

@@ -81,7 +81,9 @@ def check(
     rejects: Annotated[Path | None, typer.Option(help="Where to write rows that failed validation.")] = None,
     pack: PackOpt = None,
 ) -> None:
-    """Scrub a claim file with the rule pack: writes the rows plus `rule_hits` and `rule_carcs`."""
+    """Scrub a claim file with the rule pack: writes the rows plus `rule_hits` and `rule_carcs`.
+
+    INPUT is a claim-line table (CSV, CSV.gz or Parquet; columns: docs/claim-lines.md)."""
     from denial_model.files import default_rejects_path
     from denial_model.scrub import check_file
 
@@ -280,7 +282,9 @@ def score(
     ] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
 ) -> None:
-    """Score a batch: probability, risk tier, rule hits, reasons and fixes per line."""
+    """Score a batch: probability, risk tier, rule hits, reasons and fixes per line.
+
+    INPUT is a claim-line table (CSV, CSV.gz or Parquet; columns: docs/claim-lines.md)."""
     from rich.progress import SpinnerColumn, TextColumn
 
     from denial_model.files import read_table

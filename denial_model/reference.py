@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from denial_model.files import atomic_output
 from denial_model.resources import bundled_path
 
 ENV_REFERENCE_DIR = "DENIAL_MODEL_REFERENCE_DIR"
@@ -153,10 +154,8 @@ def billable_icd10_codes() -> frozenset[str]:
     cm = _icd_module()
     codes = sorted(c for c in cm.get_all_codes(with_dots=True) if cm.is_valid_item(c) and cm.is_leaf(c))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text("\n".join(codes) + "\n", encoding="ascii")
-        tmp.replace(path)
+        with atomic_output(path) as tmp:
+            tmp.write_text("\n".join(codes) + "\n", encoding="ascii")
     except OSError:
         pass
     return frozenset(codes)

@@ -293,6 +293,143 @@ def check_required_columns(columns: list[str] | pd.Index) -> None:
         )
 
 
+class _Problems:
+    """Bad cells found so far: (column, bad mask, reason, offending values or None). Reasons
+    are built later, for the bad rows only."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, pd.Series, str, pd.Series | None]] = []
+
+    def flag(self, col: str, bad: pd.Series, reason: str, value: pd.Series | None = None) -> None:
+        bad = bad.fillna(False).astype(bool)
+        if bad.any():
+            self.found.append((col, bad, reason, value))
+
+    def any_row(self, index: pd.Index) -> pd.Series:
+        bad_any = pd.Series(False, index=index)
+        for _, bad, *_ in self.found:
+            bad_any |= bad
+        return bad_any
+
+
+def _fullmatch(s: pd.Series, pattern: str) -> pd.Series:
+    return per_unique(s, lambda x: x.str.fullmatch(pattern)).astype(bool)
+
+
+def _split_list(x: pd.Series) -> pd.Series:
+    return x.str.replace(r"[\s,;]+", ";", regex=True).str.strip(";")
+
+
+def _identity_columns(text: dict[str, pd.Series], problems: _Problems) -> dict[str, pd.Series]:
+    """Ids, payer type, place of service, code and modifiers, normalized."""
+    for col in ("claim_id", "patient_id", "payer_id"):
+        problems.flag(col, text[col] == "", "is empty")
+    npi = text["provider_npi"]
+    problems.flag("provider_npi", ~_fullmatch(npi, r"\d{10}"), "must be 10 digits, got", npi)
+    ptype = per_unique(text["payer_type"], lambda x: x.str.lower())
+    problems.flag(
+        "payer_type", ~ptype.isin(PAYER_TYPES), f"must be one of {', '.join(PAYER_TYPES)}, got", ptype
+    )
+    pos = per_unique(text["place_of_service"], lambda x: x.where(x.str.len() != 1, "0" + x))
+    problems.flag("place_of_service", ~_fullmatch(pos, r"\d{2}"), "must be a 2-digit code, got", pos)
+    code = per_unique(text["hcpcs_code"], lambda x: x.str.upper())
+    problems.flag(
+        "hcpcs_code", ~_fullmatch(code, _HCPCS_PATTERN), "is not a 5-character HCPCS/CPT code:", code
+    )
+    mods = per_unique(text["modifiers"], lambda x: _split_list(x.str.upper()))
+    problems.flag(
+        "modifiers",
+        (mods != "") & ~_fullmatch(mods, _MOD_PATTERN),
+        "must be up to four 2-character modifiers separated by ';', got",
+        mods,
+    )
+    return {
+        **{c: text[c] for c in ("claim_id", "patient_id", "payer_id")},
+        "provider_npi": npi,
+        "payer_type": ptype,
+        "place_of_service": pos,
+        "hcpcs_code": code,
+        "modifiers": mods,
+    }
+
+
+def _numbers_and_dates(out: pd.DataFrame, problems: _Problems) -> dict[str, pd.Series]:
+    line_no, bad_ln = _number(out["line_number"])
+    bad_ln = bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no))
+    problems.flag("line_number", bad_ln, "must be an integer >= 1, got", out["line_number"])
+    units, bad = _number(out["units"])
+    problems.flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got", out["units"])
+    billed, bad = _number(out["billed_amount"])
+    problems.flag(
+        "billed_amount",
+        bad | billed.isna() | (billed < 0),
+        "must be a number >= 0, got",
+        out["billed_amount"],
+    )
+    dose, bad = _number(out["dose_mg"])
+    problems.flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got", out["dose_mg"])
+    ndc_qty, bad = _number(out["ndc_quantity"])
+    problems.flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got", out["ndc_quantity"])
+    dates = {}
+    for col in ("service_date", "submission_date"):
+        dates[col], bad = _date(out[col])
+        problems.flag(col, bad | dates[col].isna(), "is not an ISO date (YYYY-MM-DD):", out[col])
+    problems.flag(
+        "submission_date", dates["submission_date"] < dates["service_date"], "is before service_date"
+    )
+    return {
+        "line_number": line_no.fillna(0).astype("int64"),
+        "units": units,
+        "billed_amount": billed,
+        "dose_mg": dose,
+        "ndc_quantity": ndc_qty,
+        **dates,
+    }
+
+
+def _drug_and_clinical(text: dict[str, pd.Series], problems: _Problems) -> dict[str, pd.Series]:
+    """NDC and its unit, diagnoses (dotted ICD-10-CM), documentation tokens."""
+    ndc_raw = text["ndc"]
+    ndc = per_unique(
+        ndc_raw, lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", ""))
+    )
+    problems.flag(
+        "ndc", (ndc != "") & ~_fullmatch(ndc, r"\d{11}"), "must be 11 digits (5-4-2, no dashes), got", ndc_raw
+    )
+    ndc_unit = per_unique(text["ndc_unit"], lambda x: x.str.upper())
+    problems.flag(
+        "ndc_unit",
+        (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS),
+        f"must be one of {', '.join(NDC_UNITS)}, got",
+        ndc_unit,
+    )
+    dx = per_unique(text["diagnosis_codes"], lambda x: _split_list(x.str.upper()))
+    problems.flag("diagnosis_codes", dx == "", "is empty: at least one ICD-10-CM code is required")
+    problems.flag(
+        "diagnosis_codes",
+        (dx != "") & ~_fullmatch(dx, _DX_PATTERN),
+        "is not ICD-10-CM codes separated by ';':",
+        dx,
+    )
+    dotted = r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])"
+    dx = per_unique(dx, lambda x: x.str.replace(dotted, r"\1.\2", regex=True))
+    docs = per_unique(text["documentation"], lambda x: _split_list(x.str.lower()))
+    bad_doc = (docs != "") & ~_fullmatch(docs, _DOC_PATTERN)
+    if bad_doc.any():
+        unknown = per_unique(
+            docs, lambda x: x.str.split(";").map(lambda t: ", ".join(k for k in t if k not in DOC_BIT))
+        )
+        problems.flag("documentation", bad_doc, "has unknown token(s):", unknown)
+    return {
+        "ndc": ndc,
+        "ndc_unit": ndc_unit,
+        "drug_description": text["drug_description"],
+        "diagnosis_codes": dx,
+        "prior_auth_number": text["prior_auth_number"],
+        "documentation": docs,
+    }
+
+
 def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> Validated:
     """Validate and normalize a raw claim-line table.
 
@@ -311,130 +448,17 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
     for col in OPTIONAL:
         if col not in out.columns:
             out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
-    # (column, bad mask, reason, offending values or None); reasons are built for bad rows only
-    problems: list[tuple[str, pd.Series, str, pd.Series | None]] = []
-
-    def flag(col: str, bad: pd.Series, reason: str, value: pd.Series | None = None) -> None:
-        bad = bad.fillna(False).astype(bool)
-        if bad.any():
-            problems.append((col, bad, reason, value))
-
-    def u(s: pd.Series, fn) -> pd.Series:
-        return per_unique(s, fn)
-
-    def fullmatch(s: pd.Series, pattern: str) -> pd.Series:
-        return u(s, lambda x: x.str.fullmatch(pattern)).astype(bool)
-
+    problems = _Problems()
     text: dict[str, pd.Series] = {c: _as_text(out[c]) for c in _STRING_COLS}
-
-    for col in ("claim_id", "patient_id", "payer_id"):
-        flag(col, text[col] == "", "is empty")
-    npi = text["provider_npi"]
-    flag("provider_npi", ~fullmatch(npi, r"\d{10}"), "must be 10 digits, got", npi)
-
-    ptype = u(text["payer_type"], lambda x: x.str.lower())
-    flag("payer_type", ~ptype.isin(PAYER_TYPES), f"must be one of {', '.join(PAYER_TYPES)}, got", ptype)
-
-    pos = u(text["place_of_service"], lambda x: x.where(x.str.len() != 1, "0" + x))
-    flag("place_of_service", ~fullmatch(pos, r"\d{2}"), "must be a 2-digit code, got", pos)
-
-    code = u(text["hcpcs_code"], lambda x: x.str.upper())
-    flag("hcpcs_code", ~fullmatch(code, _HCPCS_PATTERN), "is not a 5-character HCPCS/CPT code:", code)
-
-    def split_list(x: pd.Series) -> pd.Series:
-        return x.str.replace(r"[\s,;]+", ";", regex=True).str.strip(";")
-
-    mods = u(text["modifiers"], lambda x: split_list(x.str.upper()))
-    flag(
-        "modifiers",
-        (mods != "") & ~fullmatch(mods, _MOD_PATTERN),
-        "must be up to four 2-character modifiers separated by ';', got",
-        mods,
-    )
-
-    line_no, bad_ln = _number(out["line_number"])
-    bad_ln = bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no))
-    flag("line_number", bad_ln, "must be an integer >= 1, got", out["line_number"])
-    units, bad = _number(out["units"])
-    flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got", out["units"])
-    billed, bad = _number(out["billed_amount"])
-    flag(
-        "billed_amount",
-        bad | billed.isna() | (billed < 0),
-        "must be a number >= 0, got",
-        out["billed_amount"],
-    )
-    dose, bad = _number(out["dose_mg"])
-    flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got", out["dose_mg"])
-    ndc_qty, bad = _number(out["ndc_quantity"])
-    flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got", out["ndc_quantity"])
-
-    svc, bad = _date(out["service_date"])
-    flag("service_date", bad | svc.isna(), "is not an ISO date (YYYY-MM-DD):", out["service_date"])
-    sub, bad = _date(out["submission_date"])
-    flag("submission_date", bad | sub.isna(), "is not an ISO date (YYYY-MM-DD):", out["submission_date"])
-    flag("submission_date", sub < svc, "is before service_date")
-
-    ndc_raw = text["ndc"]
-    ndc = u(ndc_raw, lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", "")))
-    flag(
-        "ndc",
-        (ndc != "") & ~fullmatch(ndc, r"\d{11}"),
-        "must be 11 digits (5-4-2, no dashes), got",
-        ndc_raw,
-    )
-    ndc_unit = u(text["ndc_unit"], lambda x: x.str.upper())
-    flag(
-        "ndc_unit",
-        (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS),
-        f"must be one of {', '.join(NDC_UNITS)}, got",
-        ndc_unit,
-    )
-
-    dx = u(text["diagnosis_codes"], lambda x: split_list(x.str.upper()))
-    flag("diagnosis_codes", dx == "", "is empty: at least one ICD-10-CM code is required")
-    flag(
-        "diagnosis_codes",
-        (dx != "") & ~fullmatch(dx, _DX_PATTERN),
-        "is not ICD-10-CM codes separated by ';':",
-        dx,
-    )
-    dx = u(dx, lambda x: x.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True))
-
-    docs = u(text["documentation"], lambda x: split_list(x.str.lower()))
-    bad_doc = (docs != "") & ~fullmatch(docs, _DOC_PATTERN)
-    if bad_doc.any():
-        unknown = u(
-            docs, lambda x: x.str.split(";").map(lambda t: ", ".join(k for k in t if k not in DOC_BIT))
-        )
-        flag("documentation", bad_doc, "has unknown token(s):", unknown)
-
-    bad_any = pd.Series(False, index=out.index)
-    for _, bad, *_ in problems:
-        bad_any |= bad
-    rejects = _rejects(problems, bad_any, text, out, row_offset)
-
-    out["claim_id"] = text["claim_id"]
-    out["patient_id"] = text["patient_id"]
-    out["provider_npi"] = npi
-    out["payer_id"] = text["payer_id"]
-    out["payer_type"] = ptype
-    out["place_of_service"] = pos
-    out["hcpcs_code"] = code
-    out["modifiers"] = mods
-    out["line_number"] = line_no.fillna(0).astype("int64")
-    out["units"] = units
-    out["billed_amount"] = billed
-    out["dose_mg"] = dose
-    out["ndc_quantity"] = ndc_qty
-    out["service_date"] = svc
-    out["submission_date"] = sub
-    out["ndc"] = ndc
-    out["ndc_unit"] = ndc_unit
-    out["drug_description"] = text["drug_description"]
-    out["diagnosis_codes"] = dx
-    out["prior_auth_number"] = text["prior_auth_number"]
-    out["documentation"] = docs
+    normalized = {
+        **_identity_columns(text, problems),
+        **_numbers_and_dates(out, problems),
+        **_drug_and_clinical(text, problems),
+    }
+    bad_any = problems.any_row(out.index)
+    rejects = _rejects(problems.found, bad_any, text, out, row_offset)
+    for col in INPUT_COLUMNS:
+        out[col] = normalized[col]
     keep = ~bad_any.to_numpy()
     good = out if keep.all() else out.iloc[np.flatnonzero(keep)].reset_index(drop=True)
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset

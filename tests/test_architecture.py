@@ -107,6 +107,8 @@ def test_public_api_is_declared_and_every_name_resolves():
         assert getattr(denial_model, name) is not None
     with pytest.raises(AttributeError):
         denial_model.no_such_thing  # noqa: B018
+    submodules = {m.split(".")[1] for m in _modules() if m.count(".") >= 1}
+    assert not set(denial_model.__all__) & submodules, "an export named like a submodule is shadowed by it"
 
 
 def test_every_deliberate_error_is_a_denial_model_error():

@@ -63,3 +63,15 @@ def test_cross_line_kinds_are_the_ones_that_compare_a_patients_lines():
         "min_days_between_doses",
         "duplicate_line",
     }
+
+
+def test_the_rule_pack_docs_list_every_kind_with_its_parameters():
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "rule-pack.md").read_text()
+    section = doc.split("## Check kinds", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in section.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(KINDS)
+    for name, k in KINDS.items():
+        for param in k.params:
+            assert f"`{param}`" in rows[name], (name, param)

@@ -228,3 +228,46 @@ def test_history_of_earlier_lines_gives_the_scores_of_the_whole_batch(tmp_path, 
     got = pd.read_parquet(tmp_path / "o.parquet")
     pd.testing.assert_frame_equal(got[list(SCORE_COLUMNS)], expected[list(SCORE_COLUMNS)])
     assert (got["rule_hits"].str.contains("duplicate|frequency|interval", regex=True)).any()
+
+
+def test_a_gzip_csv_batch_scores_like_the_same_batch_in_parquet(tmp_path, model_path, batch):
+    from denial_model.files import write_table
+
+    loaded = load_artifact(model_path)
+    part = batch.head(2_000)
+    write_table(part, tmp_path / "b.csv.gz")
+    part.to_parquet(tmp_path / "b.parquet")
+    score_file(tmp_path / "b.csv.gz", tmp_path / "o.csv.gz", loaded)
+    score_file(tmp_path / "b.parquet", tmp_path / "o.parquet", loaded)
+    gz = pd.read_csv(tmp_path / "o.csv.gz")
+    pq = pd.read_parquet(tmp_path / "o.parquet")
+    np.testing.assert_allclose(gz["denial_probability"], pq["denial_probability"], atol=1e-12)
+    assert (gz["reasons"].fillna("") == pq["reasons"]).all()
+
+
+def test_a_job_that_fails_midway_leaves_neither_output_nor_rejects_nor_temporary_files(
+    tmp_path, model_path, batch, monkeypatch
+):
+    from denial_model.scorer import Scorer
+
+    loaded = load_artifact(model_path)
+    src = tmp_path / "in" / "b.parquet"
+    src.parent.mkdir()
+    bad = batch.head(3_000).copy()
+    bad.loc[bad.index[:5], "units"] = -1  # some rejects, so the rejects file is being written too
+    bad.to_parquet(src)
+    real = Scorer.score_lines
+    calls = {"n": 0}
+
+    def fail_on_second_chunk(self, lines, earlier=None):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("power cut")
+        return real(self, lines, earlier)
+
+    monkeypatch.setattr(Scorer, "score_lines", fail_on_second_chunk)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="power cut"):
+        score_file(src, out / "scored.parquet", loaded, chunk_lines=1_000)
+    assert calls["n"] == 2
+    assert not out.exists() or list(out.iterdir()) == []
