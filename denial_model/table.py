@@ -37,7 +37,8 @@ DOCUMENTATION_TOKENS: tuple[str, ...] = (
 )
 DOC_BIT = {tok: 1 << i for i, tok in enumerate(DOCUMENTATION_TOKENS)}
 
-REQUIRED: tuple[str, ...] = (
+# The claim-line table's columns in the order docs/claim-lines.md lists them.
+INPUT_COLUMNS: tuple[str, ...] = (
     "claim_id",
     "line_number",
     "patient_id",
@@ -48,9 +49,17 @@ REQUIRED: tuple[str, ...] = (
     "submission_date",
     "place_of_service",
     "hcpcs_code",
+    "modifiers",
     "units",
     "billed_amount",
+    "dose_mg",
+    "ndc",
+    "ndc_quantity",
+    "ndc_unit",
+    "drug_description",
     "diagnosis_codes",
+    "prior_auth_number",
+    "documentation",
 )
 OPTIONAL: tuple[str, ...] = (
     "modifiers",
@@ -62,7 +71,7 @@ OPTIONAL: tuple[str, ...] = (
     "prior_auth_number",
     "documentation",
 )
-INPUT_COLUMNS: tuple[str, ...] = REQUIRED + OPTIONAL
+REQUIRED: tuple[str, ...] = tuple(c for c in INPUT_COLUMNS if c not in OPTIONAL)
 LABEL_COLUMNS: tuple[str, ...] = (
     "denied",
     "carc_codes",

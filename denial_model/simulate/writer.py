@@ -27,38 +27,12 @@ from denial_model.simulate.mistakes import Slips, plant_mistakes
 from denial_model.simulate.outcomes import outcomes
 from denial_model.simulate.patients import draw_courses, draw_patients
 from denial_model.simulate.world import World, build_world
+from denial_model.table import INPUT_COLUMNS, LABEL_COLUMNS
 
 __all__ = ["DENIAL_GROUPS", "HistorySummary", "iter_chunks", "simulate", "simulate_block", "write_history"]
 
-COLUMN_ORDER = [
-    "claim_id",
-    "line_number",
-    "patient_id",
-    "provider_npi",
-    "payer_id",
-    "payer_type",
-    "service_date",
-    "submission_date",
-    "place_of_service",
-    "hcpcs_code",
-    "modifiers",
-    "units",
-    "billed_amount",
-    "dose_mg",
-    "ndc",
-    "ndc_quantity",
-    "ndc_unit",
-    "drug_description",
-    "diagnosis_codes",
-    "prior_auth_number",
-    "documentation",
-    "denied",
-    "carc_codes",
-    "paid_amount",
-    "adjudication_date",
-    "p_true",
-    "planted_categories",
-]
+# the claim-line table, then the outcome labels, then the simulator's truth
+COLUMN_ORDER = [*INPUT_COLUMNS, *LABEL_COLUMNS, "planted_categories"]
 
 
 def simulate_block(cfg: SimConfig, world: World, facts: PackFacts, ref: Reference, b: int) -> pd.DataFrame:
