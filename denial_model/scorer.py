@@ -5,11 +5,11 @@ The model is one scikit-learn `Pipeline` of two named steps (`FEATURES`: `ClaimF
 scoring, the tracking plots, evaluation and the artifact all ask a `Scorer` for the
 features, the rule engine or the predictor, so the Pipeline's shape can change in one place.
 
-The fast predictor (`denial_model.predict`) reads scikit-learn internals. Before it is used
-it is checked against the public `predict_proba` on the sample claims of the model's own
-rule pack (a clean claim per drug, a broken claim per category): equal, it is used and the
-scikit-learn version it was checked on is recorded (`predictor_check`); different, the
-Scorer warns and uses the public path.
+The fast predictor (`denial_model.predict`) reads scikit-learn internals. The first time it
+scores, it is checked against the public `predict_proba` on the first lines (up to 256):
+equal, it is used and the scikit-learn version it was checked on is recorded
+(`predictor_check`, logged with every scoring run); different, the Scorer warns and uses
+the public path from then on.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import sklearn
 from denial_model.explain import counterfactuals, reasons_and_fixes
 from denial_model.predict import BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
-from denial_model.samples import sample_table
-from denial_model.table import ClaimFrame, validate
+from denial_model.table import ClaimFrame
 from denial_model.thresholds import TIERS, Thresholds
 
 __all__ = ["CLASSIFIER", "FEATURES", "SCORE_COLUMNS", "Scored", "Scorer"]
@@ -63,7 +62,8 @@ class Scorer:
         self.thresholds = thresholds
         self.features = model.named_steps[FEATURES]
         self.classifier = model.named_steps[CLASSIFIER]
-        self.predictor_check = "not built yet"
+        self.predictor_check = "not checked yet (checked on the first lines scored)"
+        self._verified = False
 
     @property
     def rules(self):
@@ -90,33 +90,42 @@ class Scorer:
         return self.model.predict_proba(df)[:, 1]
 
     @cached_property
-    def predictor(self):
-        """The fast exact predictor when it agrees with the public path, else the public one."""
+    def predictor(self) -> BinnedPredictor | PublicPredictor:
+        """The fast exact predictor when the fitted classifier allows it (see `_checked`)."""
         fast = make_predictor(self.classifier)
         if not isinstance(fast, BinnedPredictor):
             self.predictor_check = "public predict_proba (fast path unavailable)"
-            return fast
-        frame = ClaimFrame(validate(sample_table(self.rules.pack_), keep_extra=False).lines)
-        result = self.rules.evaluate(frame)
-        attrs = self.features.attributes(frame, result.drug)
-        binary = (result.ids, result.hits)
+        return fast
+
+    def _checked(self, attrs: pd.DataFrame, binary: tuple[list[str], np.ndarray]):
+        """The predictor to use. The first time, the fast path is compared with the public
+        `predict_proba` on the first lines being scored (up to 256); if they differ, the
+        Scorer warns and keeps the public path from then on."""
+        predictor = self.predictor
+        if self._verified or not isinstance(predictor, BinnedPredictor) or not len(attrs):
+            return predictor
+        k = min(len(attrs), 256)
+        rows = (binary[0], binary[1][:k])
+        sample = attrs.iloc[:k].reset_index(drop=True)
         public = PublicPredictor(self.classifier)
-        expected = public.proba(public.prepare(attrs, binary))
-        got = fast.proba(fast.prepare(attrs, binary))
+        expected = public.proba(public.prepare(sample, rows))
+        got = predictor.proba(predictor.prepare(sample, rows))
+        version = sklearn.__version__
         if not np.allclose(got, expected, rtol=0, atol=1e-12):
             warnings.warn(
-                f"fast binned prediction differs from predict_proba on scikit-learn {sklearn.__version__} "
+                f"fast binned prediction differs from predict_proba on scikit-learn {version} "
                 f"(max difference {np.abs(got - expected).max():.3g}); scoring with the public path",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-            self.predictor_check = (
-                f"public predict_proba (fast path disagreed on scikit-learn {sklearn.__version__})"
-            )
+            self.predictor_check = f"public predict_proba (fast path disagreed on scikit-learn {version})"
+            self.__dict__["predictor"] = public
             return public
-        checked = f"{len(expected)} sample lines with scikit-learn {sklearn.__version__}"
-        self.predictor_check = f"binned, equal to predict_proba on {checked}"
-        return fast
+        self._verified = True
+        self.predictor_check = (
+            f"binned, equal to predict_proba on the first {k} lines, scikit-learn {version}"
+        )
+        return predictor
 
     def relevant_until(self, lines: pd.DataFrame) -> np.ndarray:
         """For validated earlier lines: the last day a later line's cross-line rules reach each."""
@@ -124,10 +133,10 @@ class Scorer:
 
     def score_lines(self, lines: pd.DataFrame, earlier: pd.DataFrame | None = None) -> Scored:
         """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
-        predictor = self.predictor
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame, earlier=earlier)
         attrs = self.features.attributes(frame, rk.drug)
+        predictor = self._checked(attrs, (rk.ids, rk.hits))
         prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
         raw = predictor.raw(prepared)
         p = predictor.calibrate(raw)

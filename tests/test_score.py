@@ -176,6 +176,7 @@ def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_p
     X, res = scorer.features.transform_with_rules(ClaimFrame(validate(odd).lines))
     public = scorer.proba_of_features(X)
     fast = BinnedPredictor(scorer.classifier)
+    score_frame(odd, loaded)
     assert isinstance(scorer.predictor, BinnedPredictor)
     assert "equal to predict_proba" in scorer.predictor_check
     np.testing.assert_array_equal(fast(X), public)
@@ -271,3 +272,15 @@ def test_a_job_that_fails_midway_leaves_neither_output_nor_rejects_nor_temporary
         score_file(src, out / "scored.parquet", loaded, chunk_lines=1_000)
     assert calls["n"] == 2
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_fast_path_that_disagrees_with_predict_proba_is_dropped_with_a_warning(model_path, batch):
+    loaded = load_artifact(model_path)
+    scorer = loaded.scorer
+    fast = scorer.predictor
+    fast.calibrate = lambda raw: np.clip(fast.calibrator.predict(raw) + 0.01, 0, 1)  # a broken fast path
+    with pytest.warns(RuntimeWarning, match="differs from predict_proba"):
+        scored, _ = score_frame(batch.head(500), loaded)
+    assert "disagreed" in scorer.predictor_check
+    expected = loaded.model.predict_proba(batch.head(500))[:, 1]
+    np.testing.assert_allclose(scored["denial_probability"], expected, atol=1e-12)
