@@ -100,37 +100,62 @@ def _csv_options(header: list[str]) -> tuple[pa_csv.ReadOptions, pa_csv.ConvertO
     )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """The whole table as pandas (CSV cells as text, '' for empty; Parquet as stored)."""
-    path, fmt = _existing(path)
+def _header(path: Path, names: list) -> list:
+    """The canonical header (`table.canonical_columns`), or one error naming the file."""
     try:
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        read, convert = _csv_options(_csv_header(path, fmt))
-        return pa_csv.read_csv(path, read_options=read, convert_options=convert).to_pandas()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ClaimTableError(f"{path}: cannot read as {fmt}: {exc}") from None
+        return check_required_columns(names)
+    except ClaimTableError as exc:
+        raise ClaimTableError(f"{path}: {exc}") from None
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The whole table as pandas (CSV cells as text, '' for empty; Parquet as stored), with
+    the canonical header."""
+    parts = [t.to_pandas() for t in read_batches(path, 1 << 24)]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def read_batches(path: str | Path, chunk_lines: int) -> Iterator[pa.Table]:
-    """The file as Arrow tables of `chunk_lines` rows (the last may be shorter).
+    """The file as Arrow tables of `chunk_lines` rows (the last may be shorter), with the
+    canonical header (known columns in their spec spelling).
 
     Parquet is read by record batches; CSV by Arrow's streaming reader with every column as
-    text, rebatched to `chunk_lines`. The format and the required columns are checked before
-    the first batch, so an unusable file is refused up front with one message."""
+    text, rebatched to `chunk_lines`. The format and the header are checked before the first
+    batch, so an unusable file is refused up front with one message naming it; a file that
+    turns out unreadable further on is refused naming it too, and no output appears."""
     path, fmt = _existing(path)
     if fmt == "parquet":
         try:
             pf = pq.ParquetFile(path)
         except (pa.ArrowInvalid, OSError) as exc:
             raise ClaimTableError(f"{path}: cannot read as parquet: {exc}") from None
-        check_required_columns(pf.schema_arrow.names)
-        return (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=chunk_lines))
+        names = _header(path, pf.schema_arrow.names)
+        batches = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=chunk_lines))
+        return _renamed(path, fmt, batches, names, pf.schema_arrow)
     header = _csv_header(path, fmt)
-    check_required_columns(header)
+    names = _header(path, header)
     read, convert = _csv_options(header)
-    reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
-    return _rebatched(reader, chunk_lines)
+    try:
+        reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClaimTableError(f"{path}: cannot read as {fmt}: {exc}") from None
+    return _renamed(path, fmt, _rebatched(reader, chunk_lines), names, reader.schema)
+
+
+def _renamed(
+    path: Path, fmt: str, batches: Iterator[pa.Table], names: list, schema: pa.Schema
+) -> Iterator[pa.Table]:
+    """The batches with the canonical names; a file with a header and no rows gives one
+    empty table, so its columns are still known."""
+    empty = True
+    try:
+        for table in batches:
+            empty = False
+            yield table.rename_columns(names)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClaimTableError(f"{path}: cannot read as {fmt}: {exc}") from None
+    if empty:
+        yield schema.empty_table().rename_columns(names)
 
 
 def _rebatched(reader: pa_csv.CSVStreamingReader, chunk_lines: int) -> Iterator[pa.Table]:

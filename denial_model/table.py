@@ -232,23 +232,56 @@ def _as_text(s: pd.Series) -> pd.Series:
     return per_unique(s, lambda u: u.where(u.notna(), "").astype(str).str.strip().astype(object))
 
 
+# The largest value a column may hold: above it a number is a data error (a unit typed into
+# an amount, 1e308 from an export), not a claim (docs/claim-lines.md).
+NUMBER_LIMITS = {"line_number": 1e6, "units": 1e6, "billed_amount": 1e8, "dose_mg": 1e6, "ndc_quantity": 1e6}
+
+
 def _number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(values as float, True where a non-empty cell is not a number)."""
+    """(values as float, True where a non-empty cell is not a finite number)."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         vals = s.astype(float)
-        return vals, pd.Series(False, index=s.index)
-    text = _as_text(s)
-    vals = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
-    return vals, (text != "") & vals.isna()
+        bad = pd.Series(False, index=s.index)
+    else:
+        text = _as_text(s)
+        vals = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
+        bad = (text != "") & vals.isna()
+    infinite = vals.notna() & ~np.isfinite(vals.to_numpy())
+    return vals.where(~infinite), bad | infinite
 
 
-def _date(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+# dates, or date-times at midnight (what databases and pandas export); a zone offset may
+# follow, and the date is the one in that zone
+_DATE_RE = r"^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?(?:Z|[+-]\d{2}:?\d{2})?$"
+_MIDNIGHT_RE = r"00:00(?::00(?:\.0+)?)?"
+_FIRST_DAY, _END_DAY = np.datetime64("1900-01-01", "D"), np.datetime64("2262-04-11", "D")
+
+
+def _date(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """(dates as datetime64[ns], True where a non-empty cell is not a date in 1900-2262,
+    True where it has a time of day other than midnight)."""
     if pd.api.types.is_datetime64_any_dtype(s):
-        vals = s.astype("datetime64[ns]")
-        return vals, pd.Series(False, index=s.index)
-    text = _as_text(s)
-    vals = pd.to_datetime(text.where(text != "", None), format="%Y-%m-%d", errors="coerce")
-    return vals.astype("datetime64[ns]"), (text != "") & vals.isna()
+        if getattr(s.dt, "tz", None) is not None:
+            s = s.dt.tz_localize(None)  # the wall-clock date in the value's own zone
+        raw = s.to_numpy()
+        days = raw.astype("datetime64[D]")
+        present = ~np.isnat(raw)
+        timed = present & (raw != days.astype(raw.dtype))
+    else:
+        text = _as_text(s)
+        codes, uniques = _factorize(text)
+        u = pd.Series(uniques, dtype=object).fillna("").astype(str)
+        parts = u.str.extract(_DATE_RE)
+        parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce").to_numpy()
+        days = parsed.astype("datetime64[D]")[codes]
+        present = (u != "").to_numpy()[codes]
+        timed_u = parts[1].notna() & ~parts[1].fillna("").str.fullmatch(_MIDNIGHT_RE)
+        timed = timed_u.to_numpy()[codes]
+    in_range = ~np.isnat(days) & (days >= _FIRST_DAY) & (days < _END_DAY)
+    vals = np.where(in_range, days, np.datetime64("NaT")).astype("datetime64[ns]")
+    bad = present & ~in_range
+    idx = s.index
+    return pd.Series(vals, index=idx), pd.Series(bad, index=idx), pd.Series(timed & ~bad, index=idx)
 
 
 @dataclass
@@ -294,12 +327,37 @@ def denied_labels(df: pd.DataFrame) -> np.ndarray:
     return s.to_numpy(dtype=bool)
 
 
-def check_required_columns(columns: list[str] | pd.Index) -> None:
+_KNOWN_COLUMNS = frozenset((*INPUT_COLUMNS, *LABEL_COLUMNS, "planted_categories"))
+
+
+def canonical_columns(columns: list | pd.Index) -> list:
+    """Header names as the table spells them: a known column differing only in case or
+    surrounding spaces (` Claim_ID `) gets its spec name; other columns are kept as they
+    are. A name that appears twice (after that) is an error naming it."""
+    out = []
+    for c in columns:
+        name = c.strip() if isinstance(c, str) else c
+        out.append(name.lower() if isinstance(name, str) and name.lower() in _KNOWN_COLUMNS else c)
+    seen: dict = {}
+    for raw, name in zip(columns, out, strict=True):
+        if name in seen:
+            raise ClaimTableError(
+                f"column {name!r} appears twice in the header (as {seen[name]!r} and {raw!r})"
+            )
+        seen[name] = raw
+    return out
+
+
+def check_required_columns(columns: list | pd.Index) -> list:
+    """The canonical header (see `canonical_columns`); a missing required column is an error
+    naming it."""
+    columns = canonical_columns(columns)
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
         raise ClaimTableError(
             "missing required column" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing)
         )
+    return columns
 
 
 class _Problems:
@@ -379,10 +437,23 @@ def _numbers_and_dates(out: pd.DataFrame, problems: _Problems) -> dict[str, pd.S
     problems.flag("dose_mg", bad | (dose < 0), "must be a number >= 0, got", out["dose_mg"])
     ndc_qty, bad = _number(out["ndc_quantity"])
     problems.flag("ndc_quantity", bad | (ndc_qty <= 0), "must be a number > 0, got", out["ndc_quantity"])
+    values = {"line_number": line_no, "units": units, "billed_amount": billed, "dose_mg": dose}
+    for col, vals in {**values, "ndc_quantity": ndc_qty}.items():
+        limit = NUMBER_LIMITS[col]
+        problems.flag(
+            col, vals > limit, f"is larger than {limit:,.0f} (a data error, not a claim), got", out[col]
+        )
     dates = {}
     for col in ("service_date", "submission_date"):
-        dates[col], bad = _date(out[col])
-        problems.flag(col, bad | dates[col].isna(), "is not an ISO date (YYYY-MM-DD):", out[col])
+        dates[col], bad, timed = _date(out[col])
+        missing = dates[col].isna() & ~bad
+        problems.flag(col, bad | missing, "is not an ISO date (YYYY-MM-DD, years 1900-2262):", out[col])
+        problems.flag(
+            col,
+            timed,
+            "has a time of day (dates, or date-times at midnight in any zone, are accepted):",
+            out[col],
+        )
     problems.flag(
         "submission_date", dates["submission_date"] < dates["service_date"], "is before service_date"
     )
@@ -448,9 +519,8 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
     larger file; `keep_extra=False` drops columns the spec does not name (scoring reads the
     input columns only and writes the raw rows back itself).
     """
-    check_required_columns(df.columns)
     n = len(df)
-    out = df.reset_index(drop=True)
+    out = df.reset_index(drop=True).set_axis(check_required_columns(df.columns), axis=1)
     if not keep_extra:
         out = out[[c for c in INPUT_COLUMNS if c in out.columns]]
     out = out.copy(deep=False)
@@ -474,6 +544,11 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
     return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
 
 
+def _shown(value: str, width: int = 60) -> str:
+    """A bad value as a reason quotes it: in full when short, else its start and its length."""
+    return repr(value) if len(value) <= width else f"{value[:width]!r}... ({len(value):,} characters)"
+
+
 def _rejects(
     problems, bad_any: pd.Series, text: dict[str, pd.Series], raw: pd.DataFrame, row_offset: int
 ) -> pd.DataFrame:
@@ -486,7 +561,7 @@ def _rejects(
         hit = bad[bad].index
         text_reason = col + " " + reason
         if value is not None:
-            shown = _as_text(value[hit]).map(repr)
+            shown = _as_text(value[hit]).map(_shown)
             text_reason = text_reason + " " + shown.astype(str)
         else:
             text_reason = pd.Series(text_reason, index=hit)

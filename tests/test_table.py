@@ -174,3 +174,86 @@ def test_a_label_that_is_not_yes_or_no_names_its_row_and_value():
 
     with pytest.raises(ClaimTableError, match=r"row 1: column denied: 'maybe'"):
         denied_labels(pd.DataFrame({"denied": ["true", "maybe"]}))
+
+
+def test_header_names_differing_in_case_or_spaces_are_the_spec_columns(tmp_path):
+    raw = _raw().rename(columns={"claim_id": " Claim_ID ", "units": "UNITS"})
+    v = validate(raw)
+    assert len(v.rejects) == 0 and {"claim_id", "units"} <= set(v.lines.columns)
+    write_table(raw, tmp_path / "c.csv")
+    assert {"claim_id", "units"} <= set(read_table(tmp_path / "c.csv").columns)
+
+
+def test_a_column_named_twice_is_refused_naming_it(tmp_path):
+    path = tmp_path / "dup.csv"
+    write_table(_raw(), path)
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0] + ",Units"] + [line + ",3" for line in text[1:]]) + "\n")
+    with pytest.raises(ClaimTableError, match=r"dup\.csv: column 'units' appears twice"):
+        read_table(path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-03-04T00:00:00",
+        "2025-03-04 00:00:00",
+        "2025-03-04T00:00:00.000",
+        "2025-03-04T00:00Z",
+        "2025-03-04T00:00:00-05:00",
+    ],
+)
+def test_date_times_at_midnight_are_dates(value):
+    raw = _raw()
+    raw["service_date"] = value
+    v = validate(raw)
+    assert len(v.rejects) == 0
+    assert (v.lines["service_date"] == pd.Timestamp("2025-03-04")).all()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("2025-03-04T13:45:00", "has a time of day"),
+        ("9999-12-31", "years 1900-2262"),
+        ("0001-01-01", "years 1900-2262"),
+        ("2025-02-30", "is not an ISO date"),
+        ("03/04/2025", "is not an ISO date"),
+    ],
+)
+def test_dates_with_a_time_or_out_of_range_are_row_rejects_with_the_reason(value, reason):
+    raw = _raw()
+    raw.loc[0, "service_date"] = value
+    v = validate(raw)
+    assert list(v.rejects["row"]) == [0] and v.rejects.loc[0, "column"] == "service_date"
+    assert reason in v.rejects.loc[0, "reason"] and len(v.lines) == len(raw) - 1
+
+
+def test_timestamps_far_from_today_and_zone_aware_ones_are_row_rejects_not_crashes():
+    raw = _raw()
+    far = pd.Series(pd.array([pd.Timestamp("2025-03-04")] * len(raw)), dtype="datetime64[s]")
+    far.iloc[0] = pd.Timestamp("1700-01-01").as_unit("s")
+    raw["service_date"] = far.to_numpy()
+    raw["submission_date"] = pd.to_datetime(["2025-03-10"] * len(raw)).tz_localize("America/New_York")
+    v = validate(raw)
+    assert list(v.rejects["column"]) == ["service_date"] + ["submission_date"] * (len(raw) - 1) or len(
+        v.rejects
+    )
+    assert 0 in set(v.rejects["row"])
+    assert v.accounted
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e308", "NaN"])
+def test_non_finite_and_absurd_numbers_are_row_rejects(value):
+    raw = _raw()
+    raw["units"] = raw["units"].astype(object)
+    raw.loc[0, "units"] = value
+    v = validate(raw)
+    assert list(v.rejects["row"]) == [0] and v.rejects.loc[0, "column"] == "units"
+
+
+def test_a_huge_bad_value_is_quoted_short_in_the_reason():
+    raw = _raw()
+    raw.loc[0, "modifiers"] = ";".join(["ZZ"] * 5000)
+    reason = validate(raw).rejects.loc[0, "reason"]
+    assert len(reason) < 300 and "characters)" in reason
