@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from denial_model.errors import ClaimTableError
+from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.table import check_required_columns
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "default_rejects_path",
     "read_batches",
     "read_table",
+    "refuse_overwriting_input",
     "table_format",
     "write_table",
 ]
@@ -171,6 +172,14 @@ def _rebatched(reader: pa_csv.CSVStreamingReader, chunk_lines: int) -> Iterator[
             pending, held = rest.to_batches(), len(rest)
     if held:
         yield pa.Table.from_batches(pending, schema=reader.schema)
+
+
+def refuse_overwriting_input(source: str | Path, *outputs: str | Path | None) -> None:
+    """An output that would replace the input is refused before anything is read."""
+    src = Path(source).resolve()
+    for out in outputs:
+        if out is not None and Path(out).resolve() == src:
+            raise ConfigError(f"{out}: is the input file; write the output somewhere else")
 
 
 def default_rejects_path(output: str | Path) -> Path:

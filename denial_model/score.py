@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 
 from denial_model.artifact import LoadedModel
 from denial_model.drift import drift_counts
-from denial_model.errors import ConfigError
-from denial_model.files import TableWriter, default_rejects_path, read_batches
+from denial_model.errors import ClaimTableError, ConfigError
+from denial_model.files import TableWriter, default_rejects_path, read_batches, refuse_overwriting_input
 from denial_model.rules.pack import CATEGORIES
 from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer
 from denial_model.table import (
@@ -59,15 +59,16 @@ class ScoreSummary:
     dollars_at_risk: float = 0.0
     billed: float = 0.0
     features: dict = field(default_factory=dict)  # drift: feature -> counts per reference bin
+    scores: list = field(default_factory=list, repr=False)  # every probability, float32, per chunk
 
     score_bins = SCORE_BINS
 
     def quantiles(self, qs=(0.05, 0.25, 0.5, 0.75, 0.95, 0.99)) -> dict[str, float]:
-        """Score quantiles (upper edge of the histogram bin holding each); none without lines."""
-        if not self.score_hist.sum():
+        """Exact score quantiles (the probabilities are kept, 4 bytes a line); none without lines."""
+        if not self.scores:
             return {}
-        cum = np.cumsum(self.score_hist) / self.score_hist.sum()
-        return {f"q{int(q * 100):02d}": float(SCORE_BINS[1:][np.searchsorted(cum, q)]) for q in qs}
+        values = np.quantile(np.concatenate(self.scores), qs)
+        return {f"q{int(q * 100):02d}": float(v) for q, v in zip(qs, values, strict=True)}
 
 
 REJECTS_SCHEMA = pa.schema(
@@ -100,12 +101,13 @@ def score_frame(
 
 
 def _output_table(table: pa.Table) -> pa.Table:
-    """Input columns as they came, minus pandas' stored index columns and schema metadata."""
+    """Input columns as they came, minus pandas' stored index columns, schema metadata and
+    score columns of an earlier run (a scored file scored again gets fresh ones, not two)."""
     meta = table.schema.metadata or {}
-    drop: list[str] = []
+    drop = [c for c in SCORE_COLUMNS if c in table.column_names]
     if b"pandas" in meta:
         index = json.loads(meta[b"pandas"]).get("index_columns", [])
-        drop = [c for c in index if isinstance(c, str) and c in table.column_names]
+        drop += [c for c in index if isinstance(c, str) and c in table.column_names]
     return table.drop_columns(drop).replace_schema_metadata(None)
 
 
@@ -136,6 +138,7 @@ def score_file(
         raise ConfigError(f"chunk_lines must be a whole number >= 1, got {chunk_lines!r}")
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
+    refuse_overwriting_input(input_path, output_path, rejects_path)
     scorer = loaded.scorer
     summary = ScoreSummary()
     context = None
@@ -178,13 +181,41 @@ def _claim_chunks(path: Path, chunk_lines: int) -> Iterator[_Chunk]:
     """The file in chunks of whole claims: a chunk's last claim is held back and put in
     front of the next chunk, as it may continue there. The file is opened (and refused when
     unusable) when this is called, not when the first chunk is asked for."""
-    return _whole_claims(read_batches(path, chunk_lines))
+    return _whole_claims(path, read_batches(path, chunk_lines))
 
 
-def _whole_claims(batches: Iterator[pa.Table]) -> Iterator[_Chunk]:
+class _ClaimsSeen:
+    """Claims already scored in earlier chunks, as sorted 64-bit hashes (8 bytes a claim)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.hashes = np.zeros(0, dtype=np.uint64)
+
+    def add(self, table: pa.Table, rows: np.ndarray) -> None:
+        """Record this chunk's claims; a claim seen in an earlier chunk means the file's lines
+        of one claim are not together, and the claim-level rules would be wrong: refused."""
+        if not len(table):
+            return
+        ids = pc.cast(table.column("claim_id"), pa.string()).to_numpy(zero_copy_only=False)
+        distinct = pd.unique(ids)
+        hashes = pd.util.hash_array(np.asarray(distinct, dtype=object))
+        again = np.isin(hashes, self.hashes)
+        if again.any():
+            claim = distinct[int(np.flatnonzero(again)[0])]
+            row = int(rows[int(np.flatnonzero(ids == claim)[0])])
+            raise ClaimTableError(
+                f"{self.path}: claim {claim!r} continues at row {row} after lines of other claims: "
+                "a claim's lines must be together in the file (sort it by service date, then claim), "
+                "or give a --chunk-lines larger than the file"
+            )
+        self.hashes = np.union1d(self.hashes, hashes)
+
+
+def _whole_claims(path: Path, batches: Iterator[pa.Table]) -> Iterator[_Chunk]:
     carry: tuple[pa.Table, np.ndarray] | None = None
     consumed = 0
     schema = None
+    seen = _ClaimsSeen(path)
     for table, last in _with_last(batches):
         rows = np.arange(consumed, consumed + len(table), dtype=np.int64)
         consumed += len(table)
@@ -199,6 +230,7 @@ def _whole_claims(batches: Iterator[pa.Table]) -> Iterator[_Chunk]:
                 carry = (table.filter(pa.array(tail)), rows[tail])
                 table, rows = table.filter(pa.array(~tail)), rows[~tail]
         held = 0 if carry is None else len(carry[1])
+        seen.add(table, rows)
         yield _Chunk(table, rows, frame_from_arrow(table), consumed - held, schema)
 
 
@@ -322,6 +354,7 @@ def _with_last(it: Iterator) -> Iterator[tuple]:
 def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -> None:
     p = scored.p
     summary.score_hist += np.histogram(p, bins=SCORE_BINS)[0]
+    summary.scores.append(p.astype(np.float32))
     for tier, n in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)), strict=True):
         summary.tiers[tier] = summary.tiers.get(tier, 0) + int(n)
     cats = scored.result.category_hits()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from denial_model.files import read_table, write_table
+from denial_model.files import read_table, refuse_overwriting_input, write_table
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import CATEGORIES, RulePack, load_pack
 from denial_model.table import ClaimFrame, validate
@@ -54,6 +54,7 @@ def check_file(
     rejects_path: str | Path | None = None,
     pack: RulePack | None = None,
 ) -> CheckResult:
+    refuse_overwriting_input(input_path, output_path, rejects_path)
     res = check_frame(read_table(input_path), pack)
     write_table(res.checked, output_path)
     if rejects_path is not None:

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from denial_model.artifact import load_artifact, save_artifact
 from denial_model.cli import app
+from denial_model.errors import ClaimTableError
 from denial_model.jobs import run_training
 from denial_model.samples import clean_claim
 from denial_model.score import SCORE_COLUMNS, score_file, score_frame
@@ -284,3 +285,100 @@ def test_a_fast_path_that_disagrees_with_predict_proba_is_dropped_with_a_warning
     assert "disagreed" in scorer.predictor_check
     expected = loaded.model.predict_proba(batch.head(500))[:, 1]
     np.testing.assert_allclose(scored["denial_probability"], expected, atol=1e-12)
+
+
+def test_claims_split_across_chunks_are_refused_with_the_reason_not_scored_wrong(tmp_path, model_path, batch):
+    shuffled = batch.sample(frac=1.0, random_state=0)
+    src = tmp_path / "shuffled.parquet"
+    shuffled.to_parquet(src)
+    with pytest.raises(ClaimTableError, match="must be together in the file"):
+        score_file(src, tmp_path / "o.parquet", load_artifact(model_path), chunk_lines=2_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shuffled.parquet"]
+    scored = score_file(src, tmp_path / "o.parquet", load_artifact(model_path), chunk_lines=50_000)
+    assert scored.scored == len(batch)  # one chunk holds every claim whole: scored exactly
+
+
+def test_a_scored_file_scored_again_gets_fresh_score_columns_not_duplicates(tmp_path, model_path, batch):
+    loaded = load_artifact(model_path)
+    src = tmp_path / "b.parquet"
+    batch.head(1_000).to_parquet(src)
+    score_file(src, tmp_path / "once.parquet", loaded)
+    score_file(tmp_path / "once.parquet", tmp_path / "twice.parquet", loaded)
+    once, twice = pd.read_parquet(tmp_path / "once.parquet"), pd.read_parquet(tmp_path / "twice.parquet")
+    assert list(twice.columns) == list(once.columns)
+    pd.testing.assert_frame_equal(once, twice)
+
+
+def test_check_output_then_score_works(tmp_path, model_path, batch):
+    src = tmp_path / "b.csv"
+    batch.head(500).to_csv(src, index=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["check", str(src), "--output", str(tmp_path / "checked.csv")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        [
+            "score",
+            str(tmp_path / "checked.csv"),
+            "-o",
+            str(tmp_path / "s.csv"),
+            "--model",
+            str(model_path),
+            "--no-tracking",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(tmp_path / "s.csv")
+    assert len(out) == 500 and list(out.columns).count("rule_hits") == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("args", [["--chunk-lines", "0"], ["--chunk-lines", "-5"], ["--output", "SRC"]])
+def test_options_out_of_range_are_one_line_errors(tmp_path, model_path, batch, args):
+    src = tmp_path / "b.parquet"
+    batch.head(100).to_parquet(src)
+    args = [str(src) if a == "SRC" else a for a in args]
+    base = ["score", str(src), "--model", str(model_path), "--no-tracking"]
+    if "--output" not in args:
+        base += ["--output", str(tmp_path / "o.parquet")]
+    res = CliRunner().invoke(app, base + args)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert len(pd.read_parquet(src)) == 100  # the input is untouched
+
+
+def test_score_quantiles_are_exact(tmp_path, model_path, batch):
+    src = tmp_path / "b.parquet"
+    batch.head(3_000).to_parquet(src)
+    summary = score_file(src, tmp_path / "o.parquet", load_artifact(model_path), chunk_lines=700)
+    p = pd.read_parquet(tmp_path / "o.parquet")["denial_probability"].to_numpy()
+    assert summary.quantiles()["q50"] == pytest.approx(float(np.quantile(p.astype(np.float32), 0.5)))
+
+
+@pytest.mark.slow
+def test_a_tracked_batch_where_every_row_is_rejected_reports_zero_scored(tmp_path, model_path, batch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    src = tmp_path / "bad.parquet"
+    batch.head(200).assign(units=-1.0).to_parquet(src)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(src),
+            "-o",
+            str(tmp_path / "o.parquet"),
+            "--model",
+            str(model_path),
+            "--tracking-uri",
+            uri,
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == 0
+    assert len(pd.read_csv(tmp_path / "o.rejects.csv")) == 200
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    run = client.search_runs([client.get_experiment_by_name("denial-model-scoring").experiment_id])[0]
+    assert run.data.metrics["lines_scored"] == 0 and run.data.metrics["lines_rejected"] == 200
