@@ -202,6 +202,23 @@ def write_table(df: pd.DataFrame, path: str | Path) -> None:
             )
 
 
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Columns as CSV writes them: dates as YYYY-MM-DD (as the claim-line table has them),
+    lists as their items ';'-separated, other nested values as text."""
+    for i, f in enumerate(table.schema):
+        col = table.column(i)
+        if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
+            col = pc.strftime(col, format="%Y-%m-%d")
+        elif pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            col = pc.binary_join(pc.cast(col, pa.list_(pa.string())), ";")
+        elif pa.types.is_nested(f.type):
+            col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        else:
+            continue
+        table = table.set_column(i, f.name, col)
+    return table
+
+
 class TableWriter:
     """A table written chunk by chunk (Parquet row groups, CSV appends) to an atomic output.
 
@@ -231,10 +248,8 @@ class TableWriter:
 
     def _write(self, table: pa.Table) -> None:
         parquet = self.format == "parquet"
-        if not parquet:  # CSV: dates as YYYY-MM-DD, as the claim-line table has them
-            for i, f in enumerate(table.schema):
-                if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type):
-                    table = table.set_column(i, f.name, pc.strftime(table.column(i), format="%Y-%m-%d"))
+        if not parquet:
+            table = _csv_ready(table)
         if self._writer is None:
             self.schema = self.schema if self.schema is not None and parquet else table.schema
             if parquet:

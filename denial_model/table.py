@@ -229,9 +229,24 @@ def _as_text(s: pd.Series) -> pd.Series:
         return out.where(s.notna(), "").astype(object)
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype(str).astype(object)
+    if s.dtype == object and _holds_lists(s):
+        s = s.map(_joined)  # a list-typed column (Parquet lists): its items ';'-separated
     return per_unique(s, lambda u: u.where(u.notna(), "").astype(str).str.strip().astype(object))
 
 
+def _holds_lists(s: pd.Series) -> bool:
+    """A column whose cells are lists (judged by its first non-missing cell: no row loop)."""
+    present = s.dropna()
+    return bool(len(present)) and isinstance(present.iloc[0], (list, tuple, np.ndarray))
+
+
+def _joined(v: object) -> object:
+    return ";".join(map(str, v)) if isinstance(v, (list, tuple, np.ndarray)) else v
+
+
+# The longest text a cell may hold (a claim id, a description, a list of diagnoses): longer
+# is an export gone wrong, and a row reject.
+MAX_CELL = 10_000
 # The largest value a column may hold: above it a number is a data error (a unit typed into
 # an amount, 1e308 from an export), not a claim (docs/claim-lines.md).
 NUMBER_LIMITS = {"line_number": 1e6, "units": 1e6, "billed_amount": 1e8, "dose_mg": 1e6, "ndc_quantity": 1e6}
@@ -529,6 +544,9 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
             out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
     problems = _Problems()
     text: dict[str, pd.Series] = {c: _as_text(out[c]) for c in _STRING_COLS}
+    for col, values in text.items():
+        length = per_unique(values, lambda u: u.str.len())
+        problems.flag(col, length > MAX_CELL, f"is longer than {MAX_CELL:,} characters:", values)
     normalized = {
         **_identity_columns(text, problems),
         **_numbers_and_dates(out, problems),
