@@ -60,7 +60,7 @@ def friendly(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except (DenialModelError, OSError) as exc:  # OSError: missing file, read-only folder, disk full
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
@@ -308,6 +308,10 @@ def score(
             on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),
         )
     print_score_summary(run.summary, f"Scored {input} -> {output} (rejects: {run.rejects})")
+    if run.tracking_error:
+        why = escape(run.tracking_error)
+        err_console.print(f"[yellow]warning:[/] scores written, but the run was NOT tracked in MLflow: {why}")
+        raise typer.Exit(3)
     if run.tracking:
         if run.tracking["drift_warning"]:
             err_console.print(

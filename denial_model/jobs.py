@@ -151,6 +151,7 @@ class ScoringRun:
     output: Path
     rejects: Path
     tracking: dict | None
+    tracking_error: str | None = None  # the scores were written but the run could not be tracked
 
 
 def run_scoring(
@@ -172,20 +173,26 @@ def run_scoring(
     summary = score_file(
         input_path, output_path, loaded, rejects, history=history, chunk_lines=chunk_lines, on_chunk=on_chunk
     )
-    tracked = None
+    tracked, error = None, None
     if track:
-        tracked = log_scoring(
-            summary,
-            params={
-                "input": str(input_path),
-                "model": model_ref or loaded.manifest.get("artifact", ""),
-                "model_sha256": loaded.manifest.get("sha256", ""),
-                "predictor": loaded.scorer.predictor_check,
-                "chunk_lines": chunk_lines,
-            },
-            reference=loaded.drift_reference,
-            tracking_uri=tracking_uri,
-            output_path=output_path,
-            upload_output=upload_output,
-        )
-    return ScoringRun(summary=summary, output=Path(output_path), rejects=rejects, tracking=tracked)
+        params = {
+            "input": str(input_path),
+            "model": model_ref or loaded.manifest.get("artifact", ""),
+            "model_sha256": loaded.manifest.get("sha256", ""),
+            "predictor": loaded.scorer.predictor_check,
+            "chunk_lines": chunk_lines,
+        }
+        try:
+            tracked = log_scoring(
+                summary,
+                params=params,
+                reference=loaded.drift_reference,
+                tracking_uri=tracking_uri,
+                output_path=output_path,
+                upload_output=upload_output,
+            )
+        except Exception as exc:  # the scores are written: a store that is down loses the run, not them
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return ScoringRun(
+        summary=summary, output=Path(output_path), rejects=rejects, tracking=tracked, tracking_error=error
+    )

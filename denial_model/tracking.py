@@ -34,6 +34,9 @@ def resolve_uri(uri: str | None = None) -> str:
 
 def _mlflow(uri: str | None):
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # a tracking server that is down fails a job in seconds, not after minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
 
     mlflow.set_tracking_uri(resolve_uri(uri))
@@ -213,6 +216,13 @@ def _champion(
 def load_registered(ref: str, tracking_uri: str | None = None):
     """A model by MLflow URI (`models:/denial-model@champion`, `models:/denial-model/3`) with its
     thresholds and manifest from the training run."""
+    uri = resolve_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        # MLflow would create an empty store here and then not find the model in it
+        raise ArtifactError(
+            f"{ref}: no tracking store at {uri} (looked in {Path.cwd()}); "
+            "pass --tracking-uri or set MLFLOW_TRACKING_URI"
+        )
     mlflow = _mlflow(tracking_uri)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException

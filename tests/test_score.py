@@ -382,3 +382,45 @@ def test_a_tracked_batch_where_every_row_is_rejected_reports_zero_scored(tmp_pat
     client = MlflowClient()
     run = client.search_runs([client.get_experiment_by_name("denial-model-scoring").experiment_id])[0]
     assert run.data.metrics["lines_scored"] == 0 and run.data.metrics["lines_rejected"] == 200
+
+
+def test_a_tracking_server_that_is_down_loses_the_run_not_the_scores(
+    tmp_path, model_path, batch, monkeypatch
+):
+    import socket
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    src = tmp_path / "b.parquet"
+    batch.head(300).to_parquet(src)
+    out = tmp_path / "o.parquet"
+    res = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            str(model_path),
+            "--tracking-uri",
+            f"http://127.0.0.1:{port}",
+        ],
+    )
+    assert res.exit_code == 3, res.output
+    assert "NOT tracked" in res.output and "Traceback" not in res.output
+    assert len(pd.read_parquet(out)) == 300
+
+
+def test_a_registry_uri_without_a_store_here_is_refused_and_creates_none(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    src = tmp_path / "b.csv"
+    clean_claim().to_csv(src, index=False)
+    res = CliRunner().invoke(
+        app, ["score", str(src), "-o", "o.csv", "--model", "models:/denial-model@champion", "--no-tracking"]
+    )
+    assert res.exit_code == 2 and "no tracking store" in res.output, res.output
+    assert not (tmp_path / "mlflow.db").exists()
