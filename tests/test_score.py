@@ -424,3 +424,51 @@ def test_a_registry_uri_without_a_store_here_is_refused_and_creates_none(tmp_pat
     )
     assert res.exit_code == 2 and "no tracking store" in res.output, res.output
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_job_stopped_by_sigterm_or_sigkill_leaves_nothing_a_rerun_trips_over(tmp_path, model_path, batch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "b.parquet"
+    pd.concat([batch] * 2, ignore_index=True).assign(
+        claim_id=lambda d: d["claim_id"] + "-" + (d.index // len(batch)).astype(str)
+    ).sort_values(["service_date", "claim_id", "line_number"], kind="stable").to_parquet(src)
+    out = tmp_path / "out" / "o.parquet"
+    cmd = [
+        sys.executable,
+        "-m",
+        "denial_model.cli",
+        "score",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        str(model_path),
+        "--no-tracking",
+        "--chunk-lines",
+        "500",
+    ]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        tmp = out.with_name(f".{out.name}.tmp")
+        deadline = time.time() + 120
+        while not tmp.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(1.0)  # well inside the job (it runs for tens of seconds)
+        assert proc.poll() is None, "the job ended before it could be stopped"
+        proc.send_signal(sig)
+        code = proc.wait(timeout=60)
+        why = (sig, code, proc.stderr.read().decode()[-2000:])
+        assert code == (143 if sig == signal.SIGTERM else -9), why
+        assert not out.exists(), why  # nothing that looks complete
+        if sig == signal.SIGTERM:
+            assert list(out.parent.iterdir()) == [], "SIGTERM cleans up like Ctrl-C"
+    subprocess.run(cmd, check=True, capture_output=True)  # the rerun is not tripped by SIGKILL's leftovers
+    first = out.read_bytes()
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert out.read_bytes() == first
+    assert sorted(p.name for p in out.parent.iterdir()) == ["o.parquet", "o.rejects.csv"]
