@@ -14,9 +14,11 @@ import pandas as pd
 
 from denial_model.table import _factorize
 
-__all__ = ["DRIFT_WARNING", "drift_counts", "drift_report", "psi", "reference_profile"]
+__all__ = ["DRIFT_WARNING", "MIN_DRIFT_LINES", "drift_counts", "drift_report", "psi", "reference_profile"]
 
 DRIFT_WARNING = 0.2
+# below this many scored lines a PSI measures the sample's noise, not drift: none is reported
+MIN_DRIFT_LINES = 500
 NUMERIC = ("units", "billed_amount", "days_to_submission", "dose_mg")
 CATEGORICAL = ("payer_type", "hcpcs_code", "place_of_service", "drug")
 
@@ -71,8 +73,9 @@ def psi(expected: np.ndarray, actual: np.ndarray, eps: float = 1e-4) -> float:
 
 
 def drift_report(reference: dict | None, counts: dict[str, np.ndarray]) -> dict[str, float]:
-    """PSI of every profiled quantity this job counted (empty without a reference or lines)."""
-    if not reference:
+    """PSI of every profiled quantity this job counted (empty without a reference, or with
+    fewer than `MIN_DRIFT_LINES` scored lines)."""
+    if not reference or int(np.asarray(counts.get("score", 0)).sum()) < MIN_DRIFT_LINES:
         return {}
     refs = {"score": reference["score"], **reference.get("numeric", {}), **reference.get("categorical", {})}
     return {

@@ -472,3 +472,16 @@ def test_a_job_stopped_by_sigterm_or_sigkill_leaves_nothing_a_rerun_trips_over(t
     subprocess.run(cmd, check=True, capture_output=True)
     assert out.read_bytes() == first
     assert sorted(p.name for p in out.parent.iterdir()) == ["o.parquet", "o.rejects.csv"]
+
+
+def test_a_batch_too_small_to_measure_drift_reports_none(model_path, batch):
+    from denial_model.drift import MIN_DRIFT_LINES, drift_report
+    from denial_model.score import ScoreSummary
+
+    loaded = load_artifact(model_path)
+    ref = loaded.drift_reference
+    small = {"score": np.array([10, 5] + [0] * (len(ref["score"]["counts"]) - 2))}
+    assert drift_report(ref, small) == {}
+    big = {"score": np.asarray(ref["score"]["counts"]) * 0 + MIN_DRIFT_LINES}
+    assert "score" in drift_report(ref, big)
+    assert ScoreSummary().quantiles() == {}
