@@ -54,14 +54,16 @@ class ScoreSummary:
     scored: int = 0
     rejected: int = 0
     tiers: dict = field(default_factory=lambda: {"low": 0, "medium": 0, "high": 0})
-    score_hist: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BINS) - 1, dtype=np.int64))
     category_lines: dict = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
     dollars_at_risk: float = 0.0
     billed: float = 0.0
     features: dict = field(default_factory=dict)  # drift: feature -> counts per reference bin
     scores: list = field(default_factory=list, repr=False)  # every probability, float32, per chunk
 
-    score_bins = SCORE_BINS
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lines per score bin, bin edges): the batch's score distribution, for its plot."""
+        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        return np.histogram(scores, bins=SCORE_BINS)
 
     def quantiles(self, qs=(0.05, 0.25, 0.5, 0.75, 0.95, 0.99)) -> dict[str, float]:
         """Exact score quantiles (the probabilities are kept, 4 bytes a line); none without lines."""
@@ -353,7 +355,6 @@ def _with_last(it: Iterator) -> Iterator[tuple]:
 
 def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -> None:
     p = scored.p
-    summary.score_hist += np.histogram(p, bins=SCORE_BINS)[0]
     summary.scores.append(p.astype(np.float32))
     for tier, n in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)), strict=True):
         summary.tiers[tier] = summary.tiers.get(tier, 0) + int(n)

@@ -27,8 +27,6 @@ class Thresholds:
         "at least half of the calibration lines were denied (denial more likely than not)"
     )
 
-    names = TIERS
-
     def tier_index(self, p: np.ndarray) -> np.ndarray:
         """0 low, 1 medium, 2 high (an index into `TIERS`)."""
         return np.where(p >= self.high, 2, np.where(p >= self.medium, 1, 0)).astype(np.int8)

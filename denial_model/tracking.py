@@ -243,7 +243,7 @@ def load_registered(ref: str, tracking_uri: str | None = None):
             manifest = json.loads(Path(path).read_text())
         model = mlflow.sklearn.load_model(ref)
     except MlflowException as exc:
-        raise ArtifactError(f"{ref} at {resolve_uri(tracking_uri)}: {exc.message}") from None
+        raise ArtifactError(f"{ref} at {uri}: {exc.message}") from None
     return LoadedModel(model=model, thresholds=Thresholds(**manifest["thresholds"]), manifest=manifest)
 
 
@@ -286,9 +286,9 @@ def log_scoring(
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            bins = summary.score_bins
+            counts, bins = summary.histogram()
             fig, ax = plt.subplots(figsize=(6, 4))
-            ax.bar(bins[:-1], summary.score_hist, width=np.diff(bins), align="edge")
+            ax.bar(bins[:-1], counts, width=np.diff(bins), align="edge")
             ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
             fig.tight_layout()
             fig.savefig(Path(tmp) / "score_histogram.png", dpi=100)
