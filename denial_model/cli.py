@@ -140,6 +140,33 @@ def rules_verify(pack: PackOpt = None) -> None:
     err_console.print(f"{len(found)} disagreement(s) between the pack and the code set")
 
 
+@rules_app.command("coverage")
+@friendly
+def rules_coverage(
+    pack: PackOpt = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the table here (e.g. rules/COVERAGE.md).")
+    ] = None,
+) -> None:
+    """The requirements traceability table: each document requirement and its rules."""
+    from denial_model.files import atomic_output
+    from denial_model.rules.coverage import check_coverage, coverage_markdown, load_requirements
+
+    p = load_pack(pack)
+    reqs = load_requirements(p)
+    problems = check_coverage(p, reqs)
+    text = coverage_markdown(p, reqs)
+    if output is None:
+        print(text)
+    else:
+        with atomic_output(output) as tmp:
+            tmp.write_text(text + "\n")
+    for line in problems:
+        err_console.print(f"coverage: {line}")
+    if problems:
+        raise typer.Exit(2)
+
+
 @app.command()
 @friendly
 def sample(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +23,85 @@ from denial_model.resources import bundled_path
 
 ENV_REFERENCE_DIR = "DENIAL_MODEL_REFERENCE_DIR"
 
-# A billing unit in a descriptor: "1 mg", "per 10 mg", "up to 1 gm", "0.25 mg".
-_UNIT_RE = re.compile(r"(?:per\s+|up\s+to\s+)?(\d+(?:\.\d+)?)\s*(mg|mcg|gm|g)\b", re.IGNORECASE)
-_TO_MG = {"mg": 1.0, "mcg": 0.001, "gm": 1000.0, "g": 1000.0}
+# A mass in a descriptor: "1 mg", "10 micrograms", "up to 1 gm", "0.25 mg".
+_MASS = r"(\d+(?:\.\d+)?)\s*(mg|mcg|micrograms?|milligrams?|gm|grams?|g)\b"
+_MASS_RE = re.compile(_MASS, re.IGNORECASE)
+_TO_MG = {
+    "mg": 1.0,
+    "milligram": 1.0,
+    "mcg": 0.001,
+    "microgram": 0.001,
+    "gm": 1000.0,
+    "gram": 1000.0,
+    "g": 1000.0,
+}
+# "0.9 mg, provided in 1.1 mg vial": the vial size is not the billing unit
+_PROVIDED_IN_RE = re.compile(r"provided in\s+" + _MASS + r"[^,;]*", re.IGNORECASE)
+# "7.5 mg/2.5 mg (10 mg)": a combination billed per its stated total
+_TOTAL_RE = re.compile(r"\(\s*" + _MASS + r"\s*\)", re.IGNORECASE)
+# dose bands: "greater than 56 mg", "less than or equal to 100 mg", "up to 56 mg of <drug>"
+_ABOVE_RE = re.compile(r"greater than\s+" + _MASS, re.IGNORECASE)
+_UPTO_RE = re.compile(
+    r"(?:less than or equal to\s+" + _MASS + r"|up to\s+" + _MASS + r"(?=\s+of\s))", re.IGNORECASE
+)
+
+
+def _mg(amount: str, unit: str) -> float:
+    unit = unit.lower()
+    return float(amount) * _TO_MG[unit if unit in _TO_MG else unit[:-1]]
+
+
+def descriptor_band_mg(descriptor: str) -> tuple[float, float]:
+    """(above, up to) in mg for a code billed once per service whose descriptor gives a dose
+    band ("... up to 56 mg of esketamine ...", "greater than 56 mg"); (nan, nan) otherwise.
+
+    A band code has no per-mg billing unit: one unit per service, and the dose given must lie
+    in the band (G2082 vs G2083, Q9991 vs Q9992)."""
+    d = descriptor or ""
+    above, upto = _ABOVE_RE.search(d), _UPTO_RE.search(d)
+    if not (above or upto) or len(_MASS_RE.findall(d)) > 2:
+        return float("nan"), float("nan")
+    high = float("inf")
+    if upto:
+        amount, unit = upto.groups()[:2] if upto.group(1) else upto.groups()[2:]
+        high = _mg(amount, unit)
+    return (_mg(*above.groups()) if above else 0.0, high)
 
 
 def descriptor_unit_mg(descriptor: str) -> float:
     """Milligrams in one billing unit of a code, read off its long descriptor (NaN if none).
 
-    The last mass in the descriptor is the unit ("Injection, naltrexone, depot form, 1 mg").
+    The unit is the descriptor's one mass ("Injection, naltrexone, depot form, 1 mg"; "1
+    microgram"); a vial size after "provided in" is not the unit; a combination product with
+    a stated total "(10 mg)" is billed per that total; a combination without one, and a code
+    billed per service for a dose band (see `descriptor_band_mg`), have no mg unit (NaN).
     """
-    matches = _UNIT_RE.findall(descriptor or "")
-    if not matches:
+    d = descriptor or ""
+    band = descriptor_band_mg(d)
+    if band[0] == band[0]:
         return float("nan")
-    amount, unit = matches[-1]
-    return float(amount) * _TO_MG[unit.lower()]
+    total = _TOTAL_RE.search(d)
+    if total:
+        return _mg(*total.groups())
+    masses = _MASS_RE.findall(_PROVIDED_IN_RE.sub("", d))
+    if len(masses) != 1:
+        return float("nan")
+    return _mg(*masses[0])
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_RELEASE_RE = re.compile(r"_(\d{4})(q[1-4]|" + "|".join(_MONTHS) + r")\b", re.IGNORECASE)
+
+
+def release_start(file_name: str) -> pd.Timestamp | None:
+    """First day a reference file applies, from its CMS release name (`..._2026q1.csv`,
+    `..._2025oct.csv`); None when the name carries no release."""
+    m = _RELEASE_RE.search(Path(file_name).stem + "\b")
+    if not m:
+        return None
+    year, part = int(m.group(1)), m.group(2).lower()
+    month = 3 * (int(part[1]) - 1) + 1 if part.startswith("q") else _MONTHS.index(part) + 1
+    return pd.Timestamp(year=year, month=month, day=1)
 
 
 def _newest(folder: Path, prefix: str) -> Path:
@@ -47,7 +111,7 @@ def _newest(folder: Path, prefix: str) -> Path:
     return found[-1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Reference:
     """The code set and drug tables in force, indexed for vectorized lookups."""
 
@@ -74,8 +138,36 @@ class Reference:
         return self.hcpcs.loc[code].to_dict()
 
     def ndc_codes(self) -> pd.Series:
-        """NDC -> the HCPCS code it is a product of (first listed when several)."""
+        """NDC -> the HCPCS code it is a product of (first listed when several; see
+        `ndc_code_pairs` for all of them)."""
         return self.crosswalk.drop_duplicates("ndc").set_index("ndc")["hcpcs_code"]
+
+    @cached_property
+    def ndc_code_pairs(self) -> pd.DataFrame:
+        """Every (NDC, HCPCS code) pair the crosswalk lists, with the code's billing units in
+        one item of the package (`units_per_item`: a vial, a syringe, a kit). An NDC listed
+        under several codes (saline J7030/J7040/J7050, ESRD and non-ESRD pairs) is right
+        under any of them."""
+        x = self.crosswalk.drop_duplicates(["ndc", "hcpcs_code"])
+        per_item = x["bill_units_per_pkg"] / x["pkg_qty"].where(x["pkg_qty"] > 0)
+        return pd.DataFrame(
+            {"ndc": x["ndc"], "hcpcs_code": x["hcpcs_code"], "units_per_item": per_item.to_numpy()}
+        ).reset_index(drop=True)
+
+    @cached_property
+    def priced_from(self) -> pd.Series:
+        """Codes the HCPCS file does not list that a newer shipped file (crosswalk, payment
+        limits) prices -> the first day of that file's quarter. Such a code is valid from
+        then: CMS prices new codes a quarter before the annual code file lists them."""
+        hcpcs_release = release_start(self.hcpcs_file)
+        out: dict[str, pd.Timestamp] = {}
+        for name, table in ((self.crosswalk_file, self.crosswalk), (self.payment_file, self.payment_limits)):
+            start = release_start(name)
+            if start is None or (hcpcs_release is not None and start <= hcpcs_release):
+                continue
+            for code in set(table["hcpcs_code"]) - set(self.hcpcs.index):
+                out[code] = min(out.get(code, start), start)
+        return pd.Series(out, dtype="datetime64[ns]").sort_index()
 
     def payment_limit(self) -> pd.Series:
         return self.payment_limits.set_index("hcpcs_code")["payment_limit"]
@@ -98,6 +190,9 @@ def _load(folder: Path) -> Reference:
     for col in ("add_date", "effective_date", "termination_date"):
         hcpcs[col] = pd.to_datetime(hcpcs[col].replace("", None), format="ISO8601")
     hcpcs["unit_mg"] = hcpcs["long_description"].map(descriptor_unit_mg)
+    bands = hcpcs["long_description"].map(descriptor_band_mg)
+    hcpcs["band_above_mg"] = bands.str[0].astype(float)
+    hcpcs["band_upto_mg"] = bands.str[1].astype(float)
     hcpcs = hcpcs.set_index("code", drop=False)
 
     xwalk = pd.read_csv(xwalk_path, dtype=str, keep_default_na=False)

@@ -31,7 +31,7 @@ DRUG_LINES: dict[str, dict] = {
         drug_description="esketamine (Spravato) nasal spray 84 mg",
         diagnosis_codes="F33.2",
         billed_amount=1050.0,
-        admin="G2083",
+        admin="99213",  # the visit of a supervised session (commercial: S0013 plus an E/M)
     ),
     "ketamine": dict(
         hcpcs_code="J3490",
@@ -70,11 +70,21 @@ DRUG_LINES: dict[str, dict] = {
         admin="96372",
     ),
 }
+# A drug no policy describes, billed under J3490 as a careful biller would (a new product).
+UNLISTED_DRUG = dict(
+    hcpcs_code="J3490",
+    ndc="70121199901",
+    ndc_quantity=1.0,
+    ndc_unit="UN",
+    drug_description="newdrugumab 10 mg/mL IV",
+    dose_mg=10.0,
+    units=1.0,
+)
 ADMIN_AMOUNT = 40.0
 # Codes a rule may scope to, and the drug whose clean line fits that code.
 CODE_DRUG = {
     "J3490": "ketamine",
-    "C9399": "ketamine",
+    "C9399": "anakinra",
     "J9999": "ketamine",
     "J3590": "anakinra",
     "S0013": "esketamine",
@@ -142,16 +152,31 @@ def _base_for(rule: Rule) -> pd.DataFrame:
             code = "J2315" if code in ("J3262", "J3358", "J1745") else code
     elif a.get("code_prefixes"):
         drug = "esketamine"
+    unlisted = False
     if "not_drugs" in a and drug in a["not_drugs"]:
-        drug = "naltrexone"
+        unlisted = "naltrexone" in a["not_drugs"]
+        drug = "ketamine" if unlisted else "naltrexone"
     payer = a.get("payer_types", ["commercial"])[0]
     svc = date(2025, 3, 4)
     if "service_from" in a:
         svc = max(svc, a["service_from"])
     if "service_to" in a:
         svc = min(svc, a["service_to"])
-    pos = "22" if code == "C9399" else "11"
+    pos = "24" if code == "C9399" else "11"
     claim = clean_claim(drug, payer, code=code, service_date=svc, place_of_service=pos)
+    if unlisted:
+        for column, value in UNLISTED_DRUG.items():
+            claim.loc[0, column] = value
+    if rule.kind == "billed_with":  # the claim must not already hold what the rule pairs with
+        named = set(rule.params.get("codes", []))
+        in_range = claim["hcpcs_code"].map(
+            lambda c: c in named or any(lo <= c <= hi for lo, hi in rule.params.get("ranges", []))
+        )
+        claim = claim[~in_range | (claim.index == 0)].reset_index(drop=True)
+    if "containers" in a:
+        drug_of = {"multiple_dose": "ketamine", "single_dose": "naltrexone"}
+        if drug != drug_of[a["containers"][0]]:
+            claim = clean_claim(drug_of[a["containers"][0]], payer, service_date=svc)
     if a.get("diagnosis_any_of"):
         claim["diagnosis_codes"] = billable_example(a["diagnosis_any_of"][0])
     if a.get("modifiers_any_of"):
@@ -172,9 +197,11 @@ def claim_for_rule(rule: Rule) -> tuple[pd.DataFrame, pd.DataFrame]:
     is the same drug billed to a payer type the exclusion does not name."""
     base = _base_for(rule)
     broken = break_claim(base, rule)
-    if rule.kind == "excluded":
-        others = [t for t in ("commercial", "medicaid") if t not in rule.applies_to.get("payer_types", [])]
+    if rule.kind == "excluded" and "payer_types" in rule.applies_to:
+        others = [t for t in ("commercial", "medicaid") if t not in rule.applies_to["payer_types"]]
         base = base.assign(payer_type=others[0], payer_id=others[0].upper() + "-01")
+    elif rule.kind == "excluded" and "place_of_service" in rule.applies_to:
+        base = base.assign(place_of_service="11")
     return base, broken
 
 

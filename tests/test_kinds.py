@@ -62,6 +62,7 @@ def test_cross_line_kinds_are_the_ones_that_compare_a_patients_lines():
         "max_per_day",
         "min_days_between_doses",
         "duplicate_line",
+        "billed_with",
     }
 
 

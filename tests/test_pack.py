@@ -121,3 +121,32 @@ def test_adding_a_rule_of_an_existing_kind_is_a_yaml_change_only(pack_copy):
     new = load_pack(pack_copy)
     assert "naltrexone.consent" in new.ids
     assert new.sha256 != load_pack().sha256
+
+
+def test_the_requirements_table_covers_every_document_section_and_names_only_real_rules(pack):
+    from denial_model.rules.coverage import check_coverage
+
+    assert check_coverage(pack) == []
+
+
+def test_a_section_without_requirements_or_an_unknown_rule_is_reported(pack):
+    import dataclasses
+
+    from denial_model.rules.coverage import check_coverage, load_requirements
+
+    reqs = load_requirements(pack)
+    dropped = [r for r in reqs if not (r.policy == "ketamine" and r.section == "Similar Codes")]
+    renamed = [dataclasses.replace(reqs[0], rules=("esketamine.no_such_rule",)), *reqs[1:]]
+    assert any(
+        "001_01b56a4fc31b08eb.txt § Similar Codes: no requirement" in p for p in check_coverage(pack, dropped)
+    )
+    assert any("no such rule 'esketamine.no_such_rule'" in p for p in check_coverage(pack, renamed))
+
+
+def test_coverage_md_is_the_rendering_of_the_requirements_table(pack):
+    from denial_model.rules.coverage import coverage_markdown
+
+    shipped = (pack.folder / "COVERAGE.md").read_text()
+    assert shipped == coverage_markdown(pack) + "\n", (
+        "run: denial-model rules coverage --output rules/COVERAGE.md"
+    )

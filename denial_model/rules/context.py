@@ -72,12 +72,64 @@ class Context:
         vals = np.where(pd.isna(vals), default, vals) if len(vals) else vals
         return vals[codes] if self.n else np.zeros(0, dtype=object)
 
+    def per_ndc(self, values: pd.Series, default) -> np.ndarray:
+        """Look a per-NDC value up for every line via the distinct NDCs."""
+        codes, uniques = self.factor("ndc")
+        vals = values.reindex(uniques).to_numpy(dtype=object)
+        vals = np.where(pd.isna(vals), default, vals) if len(vals) else vals
+        return vals[codes] if self.n else np.zeros(0, dtype=object)
+
     @cached_property
     def ndc_code(self) -> np.ndarray:
-        """HCPCS code the line's NDC is a product of, '' when unknown to the crosswalk."""
-        codes, uniques = self.factor("ndc")
-        vals = self.ref.ndc_codes().reindex(uniques).fillna("").to_numpy(dtype=object)
-        return vals[codes] if self.n else np.zeros(0, dtype=object)
+        """A HCPCS code the line's NDC is a product of ('' when unknown to the crosswalk): the
+        billed code where the crosswalk lists the NDC under it, else the first listed."""
+        first = self.per_ndc(self.ref.ndc_codes(), "")
+        return np.where(self._pair_row >= 0, self.code, first)
+
+    @cached_property
+    def _pair_row(self) -> np.ndarray:
+        """Row of `ref.ndc_code_pairs` for the line's (NDC, billed code), -1 when not listed;
+        looked up once per distinct pair."""
+        if not self.n:
+            return np.zeros(0, dtype=np.int64)
+        ndc_codes, ndc_u = self.factor("ndc")
+        code_codes, code_u = self.code_factor
+        inverse, distinct = pd.factorize(ndc_codes.astype(np.int64) * (len(code_u) + 1) + code_codes)
+        listed = pd.MultiIndex.from_frame(self.ref.ndc_code_pairs[["ndc", "hcpcs_code"]])
+        wanted = pd.MultiIndex.from_arrays(
+            [
+                ndc_u[distinct // (len(code_u) + 1)],
+                np.asarray(code_u, dtype=object)[distinct % (len(code_u) + 1)],
+            ]
+        )
+        return listed.get_indexer(wanted)[inverse]
+
+    @cached_property
+    def units_per_item(self) -> np.ndarray:
+        """Billing units of the billed code in one item of the line's NDC (crosswalk), NaN
+        when the crosswalk does not list the pair."""
+        per_item = self.ref.ndc_code_pairs["units_per_item"].to_numpy(dtype=float)
+        row = self._pair_row
+        return np.where(row >= 0, per_item[np.maximum(row, 0)] if len(per_item) else np.nan, np.nan)
+
+    def _product_facts(self, attribute: str, default) -> np.ndarray:
+        facts = {
+            p.ndc: getattr(p, attribute)
+            for pol in self.pack.policies
+            for p in pol.products
+            if getattr(p, attribute) is not None
+        }
+        return self.per_ndc(pd.Series(facts, dtype=object), default)
+
+    @cached_property
+    def container(self) -> np.ndarray:
+        """`single_dose` / `multiple_dose` for NDCs a policy lists as products, else ''."""
+        return self._product_facts("container", "")
+
+    @cached_property
+    def mg_per_item(self) -> np.ndarray:
+        """Milligrams in one item of the line's NDC, for NDCs a policy lists with a strength."""
+        return self._product_facts("mg_per_item", np.nan).astype(float)
 
     @cached_property
     def drug(self) -> np.ndarray:
@@ -85,11 +137,13 @@ class Context:
         policies = [p for p in self.pack.policies if p.is_drug]
         names = np.array(["", *[p.name for p in policies]], dtype=object)
         ndc_codes, ndc_u = self.factor("ndc")
-        ndc_hcpcs_u = self.ref.ndc_codes().reindex(ndc_u).fillna("").to_numpy(dtype=object)
+        pairs = self.ref.ndc_code_pairs
         desc_codes, desc_u = self.factor("drug_description")
         by = {k: np.zeros(self.n, dtype=np.int16) for k in ("ndc", "desc", "code")}
         for k, p in enumerate(policies, start=1):
-            hit_ndc = np.isin(ndc_u, p.match_ndcs) | np.isin(ndc_hcpcs_u, p.match_codes)
+            # an NDC the crosswalk lists under any of the policy's codes is its drug
+            listed = pairs.loc[pairs["hcpcs_code"].isin(p.match_codes), "ndc"]
+            hit_ndc = np.isin(ndc_u, p.match_ndcs) | np.isin(ndc_u, listed.to_numpy())
             self._first(by["ndc"], hit_ndc[ndc_codes], k)
             if p.match_description:
                 rx = re.compile(r"\b(?:" + "|".join(map(re.escape, p.match_description)) + r")\b", re.I)

@@ -55,6 +55,8 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
         m &= ctx.frame.diagnosis_matches(a["diagnosis_any_of"])
     if "place_of_service" in a:
         m &= ctx.isin("place_of_service", a["place_of_service"])
+    if "containers" in a:
+        m &= np.isin(ctx.container, a["containers"])
     return m
 
 

@@ -75,10 +75,6 @@ def code_ranges(v: Any) -> bool:
     )
 
 
-def payer_limits(v: Any) -> bool:
-    return isinstance(v, dict) and all(k in PAYER_TYPES and positive(x) for k, x in v.items())
-
-
 def regex(v: Any) -> bool:
     if not isinstance(v, str):
         return False
@@ -269,6 +265,70 @@ def _units_vs_dose(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ok & (np.abs(units - exp) > 1e-9)
 
 
+def _units_from_ndc(ctx: Context, unit_mg: np.ndarray) -> np.ndarray:
+    """Billing units the line's NDC quantity stands for (NaN where it cannot be told): a
+    mass (ME mg, GR g) over the code's unit; items (UN) times the crosswalk's billing units
+    per item, or the policy's milligrams per item over the code's unit. A multiple-dose
+    container counted in items says nothing about the amount given."""
+    qty = ctx.df["ndc_quantity"].to_numpy(dtype=float)
+    unit = ctx.factor("ndc_unit")
+    per_mass = {"ME": 1.0, "GR": 1000.0}
+    mass_factor = np.array([per_mass.get(str(u), np.nan) for u in unit[1]], dtype=float)
+    mass_factor = mass_factor[unit[0]] if ctx.n else np.zeros(0)
+    items = ctx.isin("ndc_unit", ["UN"]) & (ctx.container != "multiple_dose")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        from_mass = expected_units(qty * mass_factor, unit_mg)
+        from_items = np.where(
+            np.isnan(ctx.units_per_item),
+            expected_units(qty * ctx.mg_per_item, unit_mg),
+            np.ceil(qty * ctx.units_per_item - 1e-9),
+        )
+    return np.where(items, from_items, from_mass)
+
+
+def _drop_dose_bill_tenth(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    c.loc[0, "dose_mg"] = np.nan
+    c.loc[0, "units"] = max(1.0, np.floor(float(c.loc[0, "units"]) / 10))  # 380 mg billed as 38
+    return c
+
+
+@kind(
+    "units_vs_ndc",
+    params={"unit_mg": Param(False, positive, "a positive number of mg per billing unit")},
+    breaks=_drop_dose_bill_tenth,
+)
+def _units_vs_ndc(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    # only where no dose is recorded (units_vs_dose compares with the dose), and not where
+    # the claim splits the package between an administered and a JW line of the code
+    unit = np.full(ctx.n, float(p["unit_mg"])) if "unit_mg" in p else ctx.unit_mg
+    exp = _units_from_ndc(ctx, unit)
+    units = ctx.df["units"].to_numpy(dtype=float)
+    no_dose = ctx.df["dose_mg"].isna().to_numpy()
+    jw_code = np.zeros(ctx.n, dtype=bool)
+    if ctx.frame.is_jw.any():
+        g = _group_ids(ctx.claim_codes, ctx.code)
+        jw_code = np.bincount(g, weights=ctx.frame.is_jw.astype(float))[g] > 0
+    return no_dose & ~jw_code & ~np.isnan(exp) & (exp > 0) & (np.abs(units - exp) > 1e-9)
+
+
+def _bill_band_code_for_other_dose(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    c = c.copy()
+    c.loc[0, ["hcpcs_code", "units", "dose_mg"]] = ["G2082", 1.0, 84.0]  # G2082 is up to 56 mg
+    return c
+
+
+@kind("dose_in_code_band", breaks=_bill_band_code_for_other_dose)
+def _dose_band(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    above = ctx.per_code(ctx.ref.hcpcs["band_above_mg"], np.nan).astype(float)
+    upto = ctx.per_code(ctx.ref.hcpcs["band_upto_mg"], np.nan).astype(float)
+    dose = ctx.df["dose_mg"].to_numpy(dtype=float)
+    banded = ~np.isnan(above) & ~np.isnan(dose)
+    with np.errstate(invalid="ignore"):
+        inside = (dose > above + 1e-9) & (dose <= upto + 1e-9)
+    return banded & ~inside
+
+
 _DX_LIST = "a list of ICD-10-CM codes or prefixes"
 
 
@@ -324,6 +384,20 @@ def _documentation_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return (ctx.frame.documentation_mask & need) != need
 
 
+def _drop_any_tokens(c: pd.DataFrame, p: dict) -> str:
+    return ";".join(t for t in str(c.loc[0, "documentation"]).split(";") if t not in p["any_of"])
+
+
+@kind(
+    "documentation_any_of",
+    params={"any_of": Param(True, tokens, "documentation vocabulary tokens")},
+    example={"any_of": ["prior_therapy_failure", "counseling_compliance"]},
+    breaks=_set_line("documentation", _drop_any_tokens),
+)
+def _documentation_any_of(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    return (ctx.frame.documentation_mask & sum(DOC_BIT[t] for t in p["any_of"])) == 0
+
+
 @kind("prior_auth_required", breaks=_set(prior_auth_number=""))
 def _prior_auth_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return _empty(ctx, "prior_auth_number")
@@ -343,25 +417,83 @@ def _pos_allowed(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ~ctx.isin("place_of_service", p["allowed"])
 
 
+_PERIOD_RE = re.compile(r"^\s*(\d+)\s+(days?|months?|years?)\s*$")
+
+
+def period(v: Any) -> bool:
+    return isinstance(v, str) and bool(_PERIOD_RE.match(v)) and int(_PERIOD_RE.match(v).group(1)) > 0
+
+
+def period_map(keys_ok: Callable[[str], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, dict) and all(keys_ok(str(k)) and period(x) for k, x in v.items())
+
+
+def parse_period(v: str) -> tuple[int, int]:
+    """(days, months) of a filing limit: "90 days" -> (90, 0), "1 year" -> (0, 12)."""
+    n, unit = _PERIOD_RE.match(v).groups()
+    if unit.startswith("day"):
+        return int(n), 0
+    return 0, int(n) * (12 if unit.startswith("year") else 1)
+
+
+def filing_deadline(service_day: np.ndarray, days: np.ndarray, months: np.ndarray) -> np.ndarray:
+    """Last day (days since 1970) a claim is on time: service day plus a number of days, or
+    plus calendar months (the same day of the month; the month's last day where it has no
+    such day: one year after 2024-02-29 is 2025-02-28)."""
+    d = service_day.astype("datetime64[D]")
+    start = d.astype("datetime64[M]")
+    target = start + months.astype("timedelta64[M]")
+    last = (target + np.timedelta64(1, "M")).astype("datetime64[D]") - np.timedelta64(1, "D")
+    by_month = np.minimum(target.astype("datetime64[D]") + (d - start.astype("datetime64[D]")), last)
+    by_days = d + days.astype("timedelta64[D]")
+    return np.where(months > 0, by_month, by_days).astype(np.int64)
+
+
+def _type_limits(p: dict) -> tuple[dict[str, str], str]:
+    """(limit per payer type, default) as periods. Packs saved inside models before 0.3
+    carry `limit_days` / `default_days` in days; they read as the same number of days."""
+    by_type = dict(p.get("limits") or {t: f"{d} days" for t, d in p.get("limit_days", {}).items()})
+    return by_type, p.get("default") or f"{int(p.get('default_days', 365))} days"
+
+
+def filing_limits(p: dict, payer_id: np.ndarray, payer_type: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(days, months) of the filing limit of each line: its payer's own setting (`payers`),
+    else its payer type's (`limits`), else the `default`; resolved per distinct payer."""
+    g = _group_ids(payer_id, payer_type)
+    first = np.unique(g, return_index=True)[1] if len(g) else np.zeros(0, int)
+    by_type, default = _type_limits(p)
+    limits = [
+        parse_period(p.get("payers", {}).get(pid) or by_type.get(t) or default)
+        for pid, t in zip(payer_id[first], payer_type[first], strict=True)
+    ]
+    days = np.array([x[0] for x in limits], dtype=np.int64)
+    months = np.array([x[1] for x in limits], dtype=np.int64)
+    return days[g], months[g]
+
+
 def _file_late(c: pd.DataFrame, p: dict) -> pd.DataFrame:
-    limit = p["limit_days"].get(c.loc[0, "payer_type"], p.get("default_days", 365))
-    return _set(submission_date=_shift(c.loc[0, "service_date"], int(limit) + 30))(c, p)
+    by_type, default = _type_limits(p)
+    days, months = parse_period(by_type.get(c.loc[0, "payer_type"], default))
+    return _set(submission_date=_shift(c.loc[0, "service_date"], days + 31 * months + 30))(c, p)
 
 
 @kind(
     "timely_filing",
     params={
-        "limit_days": Param(True, payer_limits, "a map payer_type -> days"),
-        "default_days": Param(False, positive, "a positive number of days"),
+        "limits": Param(
+            False, period_map(lambda k: k in PAYER_TYPES), "a map payer_type -> 'N days|months|years'"
+        ),
+        "default": Param(False, period, "a period like '365 days' or '12 months'"),
+        "payers": Param(False, period_map(bool), "a map payer_id -> 'N days|months|years'"),
+        "limit_days": Param(False, lambda v: isinstance(v, dict), "legacy (before 0.3): payer_type -> days"),
+        "default_days": Param(False, positive, "legacy (before 0.3): days"),
     },
-    example={"limit_days": {"medicare": 365, "commercial": 90}},
+    example={"limits": {"medicare": "1 year", "commercial": "90 days"}},
     breaks=_file_late,
 )
 def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    default = float(p.get("default_days", 365))
-    pt_codes, uniques = ctx.factor("payer_type")
-    limits = np.array([float(p["limit_days"].get(u, default)) for u in uniques])[pt_codes]
-    return (ctx.submission_day - ctx.service_day) > limits
+    days, months = filing_limits(p, ctx.df["payer_id"].to_numpy(), ctx.df["payer_type"].to_numpy())
+    return ctx.submission_day > filing_deadline(ctx.service_day, days, months)
 
 
 def _bill_unknown_code(c: pd.DataFrame, p: dict) -> pd.DataFrame:
@@ -383,13 +515,17 @@ def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     svc = ctx.df["service_date"].to_numpy()
     before = ~np.isnat(add) & (svc < add)
     after = ~np.isnat(term) & (svc > term)
-    return ~numeric & (~known | before | after)
+    # a code a newer shipped file prices is valid from that file's quarter
+    priced = ctx.per_code(ctx.ref.priced_from, np.datetime64("NaT")).astype("datetime64[ns]")
+    newer = ~known & ~np.isnat(priced) & (svc >= priced)
+    return ~numeric & ~newer & (~known | before | after)
 
 
 @kind("ndc_matches_code", breaks=_set_line("ndc", lambda c, p: "00143950125"))  # a J1630 (haloperidol) NDC
 def _ndc_matches(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    nc = ctx.ndc_code
-    return (nc != "") & (nc != ctx.code) & ~ctx.isin("hcpcs_code", ctx.pack.noc_codes)
+    # any code the crosswalk lists for the NDC is right (saline, ESRD / non-ESRD pairs)
+    listed = ctx.ndc_code != ""
+    return listed & (ctx.ndc_code != ctx.code) & ~ctx.isin("hcpcs_code", ctx.pack.noc_codes)
 
 
 def _bill_vivitrol_as_noc(c: pd.DataFrame, p: dict) -> pd.DataFrame:
@@ -408,7 +544,9 @@ def _specific_code(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
         for pol in ctx.pack.policies
         if pol.is_drug and pol.official_code.code and pol.official_code.code not in noc
     }
-    has_ndc_code = (ctx.ndc_code != "") & ~np.isin(ctx.ndc_code, list(noc))
+    pairs = ctx.ref.ndc_code_pairs
+    specific_ndcs = pd.Series(True, index=pairs.loc[~pairs["hcpcs_code"].isin(noc), "ndc"].unique())
+    has_ndc_code = ctx.per_ndc(specific_ndcs, False).astype(bool)
     drug_has_code = ctx.isin("drug", specific)
     return ctx.isin("hcpcs_code", noc) & (has_ndc_code | drug_has_code)
 
@@ -423,11 +561,24 @@ def _billed_under(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ctx.isin("hcpcs_code", p["codes"])
 
 
+_DESCRIPTIONS = (
+    "investigational agent 10 mg/mL",
+    "ondansetron 8 mg oral tablet",
+    "compounded ketamine/lidocaine 50 mg",
+    "antineoplastic agent 100 mg IV",
+)
+
+
+def _matching_description(pattern: str) -> str:
+    """A drug description the pattern finds (for the example claims)."""
+    return next(d for d in _DESCRIPTIONS if re.search(pattern, d, re.I))
+
+
 @kind(
     "description_matches",
     params={"pattern": Param(True, regex, "a regular expression")},
     example={"pattern": "investigational"},
-    breaks=_set_line("drug_description", lambda c, p: "investigational agent 10 mg/mL"),
+    breaks=_set_line("drug_description", lambda c, p: _matching_description(p["pattern"])),
 )
 def _description(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     rx = re.compile(p["pattern"], re.I)
@@ -556,12 +707,15 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     claim_codes, claim_u = ctx.factor("claim_id")
     claim_rank = np.empty(len(claim_u), dtype=np.int64)
     claim_rank[np.argsort(claim_u.astype(str), kind="stable")] = np.arange(len(claim_u))
+    # the product tells two drugs under one code apart (two unclassified drugs on a day)
     key = (
         ctx.patient_codes[idx],
         ctx.factor("hcpcs_code")[0][idx],
         ctx.service_day[idx],
         ctx.df["units"].to_numpy(dtype=float)[idx],
         ctx.frame.is_jw[idx],
+        ctx.factor("ndc")[0][idx],
+        ctx.factor("drug_description")[0][idx],
     )
     # within a key, the earliest submitted (then claim id, line number) is the original
     tiebreak = (ctx.df["line_number"].to_numpy()[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
@@ -571,6 +725,49 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
         ks = k[order]
         same &= ks[1:] == ks[:-1]
     out[idx[order[1:][same]]] = True
+    return out
+
+
+def _in_codes(ctx: Context, p: dict) -> np.ndarray:
+    """Lines whose code is in the parameters' `codes` or within one of their `ranges`."""
+    hit = np.isin(ctx.code, p.get("codes", []))
+    code_s = ctx.code.astype(str)
+    for lo, hi in p.get("ranges", []):
+        hit |= (code_s >= str(lo)) & (code_s <= str(hi))
+    return hit
+
+
+def _bill_alongside(c: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """Another line on the claim with the first code the rule names."""
+    extra = c.iloc[[len(c) - 1]].copy()
+    extra["hcpcs_code"] = (p.get("codes") or [p["ranges"][0][0]])[0]
+    extra["line_number"] = int(c["line_number"].max()) + 1
+    extra["modifiers"] = ""
+    return pd.concat([c, extra], ignore_index=True)
+
+
+@kind(
+    "billed_with",
+    params={
+        "codes": Param(False, codes, "a list of 5-character codes"),
+        "ranges": Param(False, code_ranges, "a list of [first, last] code ranges"),
+        "unless_modifiers": Param(False, modifiers, "a list of modifiers that make the pair payable"),
+    },
+    example={"codes": ["G2083"]},
+    lookback=same_day,
+    breaks=_bill_alongside,
+)
+def _billed_with(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
+    """The line is billed for the same patient and day as another line with one of the codes
+    (bundling: the other service already pays for this one)."""
+    other = _in_codes(ctx, p)
+    if not ctx.n or not (m.any() and other.any()):
+        return np.zeros(ctx.n, dtype=bool)
+    g = _group_ids(ctx.patient_codes, ctx.service_day)
+    count = np.bincount(g, weights=other.astype(float))[g] - other  # not counting the line itself
+    out = count > 0
+    if p.get("unless_modifiers"):
+        out &= ~ctx.frame.has_modifier(p["unless_modifiers"])
     return out
 
 
@@ -585,10 +782,7 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 )
 def _administration(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     # whole-claim kind: a claim is never split across chunks, so it needs no look-back
-    is_admin = np.isin(ctx.code, p.get("codes", []))
-    code_s = ctx.code.astype(str)
-    for lo, hi in p.get("ranges", []):
-        is_admin |= (code_s >= str(lo)) & (code_s <= str(hi))
+    is_admin = _in_codes(ctx, p)
     if not ctx.n:
         return np.zeros(0, bool)
     claim_has = np.bincount(ctx.claim_codes, weights=is_admin.astype(float)) > 0

@@ -48,6 +48,7 @@ CATEGORIES: tuple[str, ...] = (
     "administration_missing",
 )
 SEVERITIES = ("deny", "risk")
+CONTAINERS = ("single_dose", "multiple_dose")
 DOCUMENT_SECTIONS = (
     "Definition",
     "Clinical Context",
@@ -77,6 +78,10 @@ APPLIES_TO_KEYS: dict[str, tuple[Any, str]] = {
     "modifiers_any_of": (modifiers, "a list of 2-character modifiers"),
     "diagnosis_any_of": (diagnoses, "a list of ICD-10-CM codes or prefixes"),
     "place_of_service": (places, "a list of 2-digit place-of-service codes"),
+    "containers": (
+        lambda v: str_list(v) and set(v) <= set(CONTAINERS),
+        f"a list from {CONTAINERS} (the container of the line's NDC, from the policies' products)",
+    ),
 }
 
 
@@ -128,6 +133,18 @@ class CodeClaim:
 
 
 @dataclass(frozen=True)
+class Product:
+    """One package (NDC) of a policy's drug, as its label describes it: milligrams in one item
+    (a device, a kit, a syringe, a vial) and whether the container is single- or multiple-dose.
+    The crosswalk carries neither for drugs without a code of their own."""
+
+    ndc: str
+    what: str
+    mg_per_item: float | None
+    container: str
+
+
+@dataclass(frozen=True)
 class Policy:
     """Everything one source document requires of its drug."""
 
@@ -144,6 +161,7 @@ class Policy:
     scope_codes: list[str]
     similar_codes: list[dict[str, str]]
     file: str
+    products: tuple[Product, ...] = ()
 
     @property
     def is_drug(self) -> bool:
@@ -289,7 +307,9 @@ def _parse_policy(raw: dict, file: str) -> Policy:
         v = raw[key] or {}
         return CodeClaim(code=v.get("code"), unit=v.get("unit"))
 
+    products = tuple(_parse_product(x, file) for x in raw.get("products") or [])
     return Policy(
+        products=products,
         name=str(raw["policy"]),
         document=str(raw["document"]),
         drug=str(raw["drug"]),
@@ -298,12 +318,30 @@ def _parse_policy(raw: dict, file: str) -> Policy:
         billed_as=list(raw.get("billed_as") or []),
         note=str(raw["note"]).strip(),
         match_codes=list(match.get("codes") or []),
-        match_ndcs=[str(x).zfill(11) for x in match.get("ndcs") or []],
+        match_ndcs=list(
+            dict.fromkeys([*(str(x).zfill(11) for x in match.get("ndcs") or []), *(p.ndc for p in products)])
+        ),
         match_description=list(match.get("description") or []),
         scope_codes=list(raw.get("scope_codes") or []),
         similar_codes=list(raw.get("similar_codes") or []),
         file=file,
     )
+
+
+def _parse_product(raw: Any, file: str) -> Product:
+    if not isinstance(raw, dict) or not re.fullmatch(r"\d{11}", str(raw.get("ndc", ""))):
+        raise _err(file, None, "products", f"each product needs an 11-digit 'ndc': got {raw!r}")
+    unknown = set(raw) - {"ndc", "what", "mg_per_item", "container"}
+    if unknown:
+        raise _err(file, None, "products", f"unknown keys {sorted(unknown)} in {raw!r}")
+    mg = raw.get("mg_per_item")
+    if mg is not None and not (isinstance(mg, (int, float)) and not isinstance(mg, bool) and mg > 0):
+        raise _err(file, None, "products", f"'mg_per_item' must be a positive number: got {mg!r}")
+    if raw.get("container") not in CONTAINERS:
+        raise _err(
+            file, None, "products", f"'container' must be one of {CONTAINERS}: got {raw.get('container')!r}"
+        )
+    return Product(str(raw["ndc"]), str(raw.get("what", "")), float(mg) if mg else None, raw["container"])
 
 
 def _read_yaml(path: Path) -> dict:

@@ -11,22 +11,11 @@ import re
 from dataclasses import dataclass
 
 from denial_model.reference import Reference, descriptor_unit_mg, load_reference
-from denial_model.rules.pack import RulePack, load_pack
+from denial_model.rules.pack import Policy, RulePack, load_pack
 
-_STOP = {
-    "injection",
-    "hcl",
-    "hydrochloride",
-    "drug",
-    "drugs",
-    "for",
-    "of",
-    "the",
-    "in",
-    "and",
-    "per",
-    "mg",
-}
+_STOP = {"injection", "for", "of", "the", "in", "and", "per", "mg", "or", "with"}
+# names the documents and the code set write differently
+_SYNONYMS = (("not otherwise classified", "unclassified"), ("hcl", "hydrochloride"))
 
 
 @dataclass(frozen=True)
@@ -41,7 +30,24 @@ class Disagreement:
 
 
 def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 3 and w not in _STOP}
+    """The significant words of a drug name, singular ("drugs" -> "drug")."""
+    text = text.lower()
+    for a, b in _SYNONYMS:
+        text = re.sub(rf"\b{a}\b", b, text)
+    return {w.removesuffix("s") for w in re.findall(r"[a-z]+", text) if len(w) > 2 and w not in _STOP}
+
+
+def _names(says: str, descriptor: str) -> bool:
+    """Every word of the name the document gives is in the descriptor: a shared word is not
+    enough ("buprenorphine hydrochloride" is not "buprenorphine implant")."""
+    return _words(says) <= _words(descriptor)
+
+
+def _codes_named(ref: Reference, says: str) -> list[str]:
+    """Codes of the code set whose descriptor names what the document says (its candidates)."""
+    h = ref.hcpcs
+    procs = h[(h["kind"] == "procedure") & h["termination_date"].isna()]
+    return [c for c, d in zip(procs["code"], procs["long_description"], strict=True) if _names(says, d)][:5]
 
 
 def _names_drug(descriptor: str, names: list[str]) -> bool:
@@ -64,87 +70,48 @@ def verify(pack: RulePack | None = None, ref: Reference | None = None) -> list[D
     pack = pack or load_pack()
     ref = ref or load_reference()
     out: list[Disagreement] = []
-    hcpcs_name = ref.hcpcs_file
     for pol in pack.policies:
-        names = pol.match_description or [pol.drug]
-        doc = pol.document_code
-        if doc.code:
-            info = ref.code_info(doc.code)
-            if info is None:
-                out.append(
-                    Disagreement("document_code", pol.document, doc.code, f"{pol.name}: not in {hcpcs_name}")
-                )
-            else:
-                desc = info["long_description"]
-                if pol.is_drug and not _names_drug(desc, names):
-                    official = (
-                        pol.official_code.code or "no code of its own (" + ", ".join(pol.billed_as) + ")"
-                    )
-                    out.append(
-                        Disagreement(
-                            "document_code",
-                            pol.document,
-                            doc.code,
-                            f"document bills {pol.drug} as {doc.code}; {hcpcs_name} has {doc.code} = "
-                            f"'{desc}'; official: {official}",
-                        )
-                    )
-                unit = descriptor_unit_mg(desc)
-                doc_unit = descriptor_unit_mg(doc.unit or "")
-                if doc_unit == doc_unit and unit == unit and abs(unit - doc_unit) > 1e-9:
-                    out.append(
-                        Disagreement(
-                            "document_unit",
-                            pol.document,
-                            doc.code,
-                            f"document unit {doc.unit}; {hcpcs_name} unit {unit:g} mg",
-                        )
-                    )
-                term = info["termination_date"]
-                if term == term and term is not None:
-                    out.append(
-                        Disagreement(
-                            "terminated_code",
-                            pol.document,
-                            doc.code,
-                            f"document code ended {term.date().isoformat()} in {hcpcs_name}",
-                        )
-                    )
-        off = pol.official_code
-        if off.code:
-            info = ref.code_info(off.code)
-            if info is None:
-                out.append(
-                    Disagreement(
-                        "official_code",
-                        pol.file,
-                        off.code,
-                        f"pack's official code not in {hcpcs_name}",
-                    )
-                )
-            elif pol.is_drug and not _names_drug(info["long_description"], names):
-                out.append(
-                    Disagreement(
-                        "official_code",
-                        pol.file,
-                        off.code,
-                        f"pack's official code for {pol.drug} reads '{info['long_description']}'",
-                    )
-                )
-        for sim in pol.similar_codes:
-            code, says = sim["code"], sim.get("document_says", "")
-            info = ref.code_info(code)
-            if info is None:
-                out.append(Disagreement("similar_code", pol.document, code, f"not in {hcpcs_name}"))
-                continue
+        out += _policy_codes(pol, ref)
+        out += _similar_codes(pol, ref)
+    out += _rule_codes_findings(pack, ref, documented={(d.code, d.kind) for d in out})
+    out += _newer_codes(ref)
+    return out
+
+
+def _policy_codes(pol: Policy, ref: Reference) -> list[Disagreement]:
+    """The document's code and unit, and the pack's official code, against the code set."""
+    out: list[Disagreement] = []
+    hcpcs_name = ref.hcpcs_file
+    names = pol.match_description or [pol.drug]
+    doc = pol.document_code
+    if doc.code:
+        info = ref.code_info(doc.code)
+        if info is None:
+            out.append(
+                Disagreement("document_code", pol.document, doc.code, f"{pol.name}: not in {hcpcs_name}")
+            )
+        else:
             desc = info["long_description"]
-            if says and not (_words(says) & _words(desc)):
+            if pol.is_drug and not _names_drug(desc, names):
+                official = pol.official_code.code or "no code of its own (" + ", ".join(pol.billed_as) + ")"
                 out.append(
                     Disagreement(
-                        "similar_code",
+                        "document_code",
                         pol.document,
-                        code,
-                        f"document calls {code} '{says}'; {hcpcs_name} has '{desc}'",
+                        doc.code,
+                        f"document bills {pol.drug} as {doc.code}; {hcpcs_name} has {doc.code} = "
+                        f"'{desc}'; official: {official}",
+                    )
+                )
+            unit = descriptor_unit_mg(desc)
+            doc_unit = descriptor_unit_mg(doc.unit or "")
+            if doc_unit == doc_unit and unit == unit and abs(unit - doc_unit) > 1e-9:
+                out.append(
+                    Disagreement(
+                        "document_unit",
+                        pol.document,
+                        doc.code,
+                        f"document unit {doc.unit}; {hcpcs_name} unit {unit:g} mg",
                     )
                 )
             term = info["termination_date"]
@@ -153,11 +120,73 @@ def verify(pack: RulePack | None = None, ref: Reference | None = None) -> list[D
                     Disagreement(
                         "terminated_code",
                         pol.document,
-                        code,
-                        f"similar code ended {term.date().isoformat()} in {hcpcs_name}",
+                        doc.code,
+                        f"document code ended {term.date().isoformat()} in {hcpcs_name}",
                     )
                 )
-    documented = {(d.code, d.kind) for d in out}
+    off = pol.official_code
+    if off.code:
+        info = ref.code_info(off.code)
+        if info is None:
+            out.append(
+                Disagreement(
+                    "official_code",
+                    pol.file,
+                    off.code,
+                    f"pack's official code not in {hcpcs_name}",
+                )
+            )
+        elif pol.is_drug and not _names_drug(info["long_description"], names):
+            out.append(
+                Disagreement(
+                    "official_code",
+                    pol.file,
+                    off.code,
+                    f"pack's official code for {pol.drug} reads '{info['long_description']}'",
+                )
+            )
+    return out
+
+
+def _similar_codes(pol: Policy, ref: Reference) -> list[Disagreement]:
+    """The codes a document says not to confuse, named as the document names them."""
+    out: list[Disagreement] = []
+    hcpcs_name = ref.hcpcs_file
+    for sim in pol.similar_codes:
+        code, says = sim["code"], sim.get("document_says", "")
+        info = ref.code_info(code)
+        if info is None:
+            out.append(Disagreement("similar_code", pol.document, code, f"not in {hcpcs_name}"))
+            continue
+        desc = info["long_description"]
+        if says and not _names(says, desc):
+            named = _codes_named(ref, says)
+            hint = f"; codes named so: {', '.join(named)}" if named else ""
+            out.append(
+                Disagreement(
+                    "similar_code",
+                    pol.document,
+                    code,
+                    f"document calls {code} '{says}'; {hcpcs_name} has '{desc}'{hint}",
+                )
+            )
+        term = info["termination_date"]
+        if term == term and term is not None:
+            out.append(
+                Disagreement(
+                    "terminated_code",
+                    pol.document,
+                    code,
+                    f"similar code ended {term.date().isoformat()} in {hcpcs_name}",
+                )
+            )
+    return out
+
+
+def _rule_codes_findings(pack: RulePack, ref: Reference, documented: set) -> list[Disagreement]:
+    """Codes the rules name that the code set does not have, or has ended."""
+    out: list[Disagreement] = []
+    hcpcs_name = ref.hcpcs_file
     for code, ids in sorted(_rule_codes(pack).items()):
         if code[0].isdigit():
             continue  # CPT codes are not in the Level II file
@@ -179,3 +208,19 @@ def verify(pack: RulePack | None = None, ref: Reference | None = None) -> list[D
                 )
             )
     return out
+
+
+def _newer_codes(ref: Reference) -> list[Disagreement]:
+    """Level II codes a newer shipped file prices that the HCPCS file does not list yet: the
+    rules treat them as valid from that file's quarter."""
+    newer = ref.priced_from
+    return [
+        Disagreement(
+            "newer_code",
+            f"{ref.crosswalk_file},{ref.payment_file}",
+            code,
+            f"priced from {start.date().isoformat()}; not in {ref.hcpcs_file}: valid from then",
+        )
+        for code, start in newer.items()
+        if not code[0].isdigit()
+    ]

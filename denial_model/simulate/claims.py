@@ -55,6 +55,7 @@ class Claims:
     planted: np.ndarray = field(default=None)  # bit mask of CATEGORIES
     truncated_dx: np.ndarray = field(default=None)  # the diagnosis is a category header (every line)
     no_admin: np.ndarray = field(default=None)
+    em_no25: np.ndarray = field(default=None)  # an E/M visit without 25 beside the administration
     sent_twice: np.ndarray = field(default=None)
     document_code: np.ndarray = field(default=None)  # billed under the document's code
     typo: np.ndarray = field(default=None)  # billed under a mistyped code
@@ -126,6 +127,7 @@ def clean_claims(
     c.planted = np.zeros(n, dtype=np.int64)
     c.truncated_dx = np.zeros(n, dtype=bool)
     c.no_admin = np.zeros(n, dtype=bool)
+    c.em_no25 = np.zeros(n, dtype=bool)
     c.sent_twice = np.zeros(n, dtype=bool)
     c.lag = np.zeros(n, dtype=np.int64)
     return c
@@ -207,11 +209,15 @@ def to_lines(c: Claims, world: World, rng: np.random.Generator) -> pd.DataFrame:
         (
             dict(
                 base,
-                **dict(service, modifiers=np.full(n, "25", dtype=object)),
+                **dict(
+                    service,
+                    modifiers=np.where(c.em_no25, "", "25").astype(object),
+                    _planted=other_planted | np.where(c.em_no25, CAT_BIT["modifier_invalid"], 0),
+                ),
                 line_number=3,
                 hcpcs_code=np.full(n, "99214", dtype=object),
             ),
-            em,
+            em | c.em_no25,
         ),
         (
             dict(

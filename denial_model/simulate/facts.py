@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
+
 from denial_model.rules.pack import Rule, RulePack
 from denial_model.table import PAYER_TYPES
 
@@ -56,8 +58,8 @@ class PackFacts:
     jz_codes: frozenset[str]
     jz_payer_types: frozenset[str]
     jz_from: date
-    # days from service to submission allowed, per payer type
-    filing_limit: dict[str, int]
+    # the timely-filing rule's parameters (limits per payer type and per payer)
+    filing: dict
     # drug -> (payer types, minimum days between doses)
     min_days: dict[str, tuple[frozenset[str], int]]
     # drug -> (maximum per day, the field it counts)
@@ -66,6 +68,20 @@ class PackFacts:
     excluded: dict[str, frozenset[str]]
     # drug -> places of service allowed for every payer type (absent: no such rule)
     places: dict[str, frozenset[str]]
+    # E/M codes that need modifier 25 beside a drug administration, and those administration
+    # codes and ranges (empty: no such rule)
+    em_codes: frozenset[str] = frozenset()
+    # places where any drug line is refused (inpatient: the facility bills the drug)
+    inpatient_places: frozenset[str] = frozenset()
+    bundled_admin: dict = None
+
+    def admin_bundles_em(self, admin_code: np.ndarray) -> np.ndarray:
+        """Administration codes beside which an E/M visit needs modifier 25."""
+        p = self.bundled_admin or {}
+        hit = np.isin(admin_code, p.get("codes", []))
+        for lo, hi in p.get("ranges", []):
+            hit |= (admin_code.astype(str) >= lo) & (admin_code.astype(str) <= hi)
+        return hit
 
     def documentation(self, drug: str) -> tuple[str, ...]:
         """What a clean line of `drug` documents: first the tokens every line needs, then
@@ -99,6 +115,10 @@ class PackFacts:
             if d in always:
                 conditional = {"payer_types", "diagnosis_any_of"} & set(r.applies_to)
                 (sometimes if conditional else always)[d].extend(r.params["all_of"])
+        for r in rules("documentation_any_of"):  # a clean line documents every alternative
+            d = drug_of(r)
+            if d in sometimes:
+                sometimes[d].extend(r.params["any_of"])
         noc_docs = [
             t
             for r in rules("documentation_required")
@@ -107,7 +127,7 @@ class PackFacts:
         ]
         jz = next(r for r in rules("modifier_required") if {"JW", "JZ"} <= set(r.params["any_of"]))
         filing = next(iter(rules("timely_filing")))
-        default_days = int(filing.params.get("default_days", 365))
+        em = next((r for r in rules("billed_with") if "25" in r.params.get("unless_modifiers", [])), None)
         return cls(
             prior_auth=prior_auth,
             noc_prior_auth=_payer_types(noc[0]) if noc else frozenset(),
@@ -119,7 +139,15 @@ class PackFacts:
             jz_codes=frozenset(jz.applies_to.get("codes", ())),
             jz_payer_types=_payer_types(jz),
             jz_from=jz.applies_to.get("service_from", date.min),
-            filing_limit={t: int(filing.params["limit_days"].get(t, default_days)) for t in PAYER_TYPES},
+            filing=dict(filing.params),
+            em_codes=frozenset(em.applies_to.get("codes", ())) if em else frozenset(),
+            inpatient_places=frozenset(
+                pos
+                for r in rules("excluded")
+                if r.applies_to.get("drug_lines") and set(r.applies_to) <= {"drug_lines", "place_of_service"}
+                for pos in r.applies_to.get("place_of_service", ())
+            ),
+            bundled_admin=dict(em.params) if em else {},
             min_days={
                 drug_of(r): (_payer_types(r), int(r.params["days"]))
                 for r in rules("min_days_between_doses")

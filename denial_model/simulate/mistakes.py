@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from denial_model.rules.kinds import filing_deadline, filing_limits
 from denial_model.rules.pack import CATEGORIES
 from denial_model.simulate.claims import Claims
 from denial_model.simulate.config import SimConfig
@@ -115,6 +116,11 @@ def dose_missing(c: Claims, s: Slips) -> None:
     c.dose = np.where(bad, np.nan, c.dose)
     c.plant("noc_information_missing", bad)
     c.unplant("units_dose_mismatch", np.isnan(c.dose))
+    # without a dose the NDC tells the amount: a syringe of anakinra (100 mg) billed in the
+    # document's 1 mg unit under J3246 (tirofiban, 0.25 mg) is still the wrong number of units
+    c.plant(
+        "units_dose_mismatch", np.isnan(c.dose) & c.document_code & (c.drug == "anakinra") & (c.ndc != "")
+    )
 
 
 def wrong_billing_unit(c: Claims, s: Slips) -> None:
@@ -219,6 +225,16 @@ def home_setting(c: Claims, s: Slips) -> None:
     c.plant("place_of_service_invalid", bad)
 
 
+def inpatient_setting(c: Claims, s: Slips) -> None:
+    """A drug given during an inpatient stay (21) billed on the professional claim."""
+    if "21" not in s.facts.inpatient_places:
+        return
+    eligible = c.drug_line & (c.place != "12")
+    bad = s.chance(c, "place_of_service_invalid", eligible) & (s.rng.random(c.n) < 0.25)
+    c.place = np.where(bad, "21", c.place).astype(object)
+    c.plant("place_of_service_invalid", bad)
+
+
 def excluded_payer(c: Claims, s: Slips) -> None:
     """A drug billed to a payer type that excludes it (anakinra, self-administered, to
     Medicare): as a slip, and always where the patient's payer is that type."""
@@ -239,14 +255,24 @@ def late_filing(c: Claims, s: Slips) -> None:
     limit = s.world.payer_limit[c.payer]
     late = s.chance(c, "timely_filing", np.ones(c.n, dtype=bool))
     c.lag = np.where(late, np.maximum(limit, 365) + s.rng.integers(5, 60, c.n), c.lag)
-    pack_limit = np.array([s.facts.filing_limit[t] for t in c.payer_type])
-    c.plant("timely_filing", c.lag > pack_limit)
+    days, months = filing_limits(s.facts.filing, s.world.payer_id[c.payer], c.payer_type)
+    service_day = c.service_date.astype("datetime64[D]").astype(np.int64)
+    c.plant("timely_filing", service_day + c.lag > filing_deadline(service_day, days, months))
 
 
 def administration_missing(c: Claims, s: Slips) -> None:
     """The administration line left off the claim (not for a supervised session)."""
     c.no_admin = s.chance(c, "administration_missing", c.drug_line & (c.drug != "esketamine"))
     c.plant("administration_missing", c.no_admin)
+
+
+def em_without_25(c: Claims, s: Slips) -> None:
+    """An E/M visit billed beside the drug's administration without modifier 25 (bundled);
+    the visit line is added to the claim (see `to_lines`), where the rule flags it."""
+    eligible = (
+        c.drug_line & ~c.no_admin & s.facts.admin_bundles_em(c.admin_code) & ("99214" in s.facts.em_codes)
+    )
+    c.em_no25 = s.chance(c, "modifier_invalid", eligible)
 
 
 def sent_twice(c: Claims, s: Slips) -> None:
@@ -271,9 +297,11 @@ PLANTERS: tuple[Planter, ...] = (
     prior_auth_missing,
     documentation_missing,
     home_setting,
+    inpatient_setting,
     excluded_payer,
     late_filing,
     administration_missing,
+    em_without_25,
     sent_twice,
 )
 
