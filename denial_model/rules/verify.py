@@ -78,6 +78,15 @@ def verify(pack: RulePack | None = None, ref: Reference | None = None) -> list[D
     return out
 
 
+def _ended(info: dict, source: str, code: str, what: str, hcpcs_name: str) -> list[Disagreement]:
+    """A terminated-code finding when the code set has ended `code`."""
+    term = info["termination_date"]
+    if term != term or term is None:
+        return []
+    detail = f"{what} ended {term.date().isoformat()} in {hcpcs_name}"
+    return [Disagreement("terminated_code", source, code, detail)]
+
+
 def _policy_codes(pol: Policy, ref: Reference) -> list[Disagreement]:
     """The document's code and unit, and the pack's official code, against the code set."""
     out: list[Disagreement] = []
@@ -114,16 +123,7 @@ def _policy_codes(pol: Policy, ref: Reference) -> list[Disagreement]:
                         f"document unit {doc.unit}; {hcpcs_name} unit {unit:g} mg",
                     )
                 )
-            term = info["termination_date"]
-            if term == term and term is not None:
-                out.append(
-                    Disagreement(
-                        "terminated_code",
-                        pol.document,
-                        doc.code,
-                        f"document code ended {term.date().isoformat()} in {hcpcs_name}",
-                    )
-                )
+            out += _ended(info, pol.document, doc.code, "document code", hcpcs_name)
     off = pol.official_code
     if off.code:
         info = ref.code_info(off.code)
@@ -170,16 +170,7 @@ def _similar_codes(pol: Policy, ref: Reference) -> list[Disagreement]:
                     f"document calls {code} '{says}'; {hcpcs_name} has '{desc}'{hint}",
                 )
             )
-        term = info["termination_date"]
-        if term == term and term is not None:
-            out.append(
-                Disagreement(
-                    "terminated_code",
-                    pol.document,
-                    code,
-                    f"similar code ended {term.date().isoformat()} in {hcpcs_name}",
-                )
-            )
+        out += _ended(info, pol.document, code, "similar code", hcpcs_name)
     return out
 
 
