@@ -56,6 +56,7 @@ class Claims:
     truncated_dx: np.ndarray = field(default=None)  # the diagnosis is a category header (every line)
     no_admin: np.ndarray = field(default=None)
     em_no25: np.ndarray = field(default=None)  # an E/M visit without 25 beside the administration
+    jw_multi: np.ndarray = field(default=None)  # a JW line for a multiple-dose vial
     sent_twice: np.ndarray = field(default=None)
     document_code: np.ndarray = field(default=None)  # billed under the document's code
     typo: np.ndarray = field(default=None)  # billed under a mistyped code
@@ -128,6 +129,7 @@ def clean_claims(
     c.truncated_dx = np.zeros(n, dtype=bool)
     c.no_admin = np.zeros(n, dtype=bool)
     c.em_no25 = np.zeros(n, dtype=bool)
+    c.jw_multi = np.zeros(n, dtype=bool)
     c.sent_twice = np.zeros(n, dtype=bool)
     c.lag = np.zeros(n, dtype=np.int64)
     return c
@@ -189,7 +191,7 @@ def to_lines(c: Claims, world: World, rng: np.random.Generator) -> pd.DataFrame:
         _drugline=np.zeros(n, bool),
         _planted=other_planted,
     )
-    wasted = np.where(jw, 100.0 - np.minimum(c.dose, 100.0), np.nan)
+    wasted = np.where(jw, 100.0 - np.minimum(c.dose, 100.0), np.where(c.jw_multi, 10.0, np.nan))
     parts = [
         (
             dict(
@@ -230,9 +232,9 @@ def to_lines(c: Claims, world: World, rng: np.random.Generator) -> pd.DataFrame:
                 dose_mg=wasted,
                 documentation=c.documentation + ";wastage",
                 _drugline=np.zeros(n, bool),
-                _planted=other_planted,
+                _planted=other_planted | np.where(c.jw_multi, CAT_BIT["wastage_modifier"], 0),
             ),
-            jw & (wasted > 0),
+            (jw | c.jw_multi) & (wasted > 0),
         ),
     ]
     df = pd.concat([_frame(cols, sel & keep) for cols, sel in parts], ignore_index=True)

@@ -71,6 +71,8 @@ class PackFacts:
     # E/M codes that need modifier 25 beside a drug administration, and those administration
     # codes and ranges (empty: no such rule)
     em_codes: frozenset[str] = frozenset()
+    # drugs whose every product is a multiple-dose container, where the pack refuses JW
+    multi_dose_drugs: frozenset[str] = frozenset()
     # places where any drug line is refused (inpatient: the facility bills the drug)
     inpatient_places: frozenset[str] = frozenset()
     bundled_admin: dict = None
@@ -141,6 +143,16 @@ class PackFacts:
             jz_from=jz.applies_to.get("service_from", date.min),
             filing=dict(filing.params),
             em_codes=frozenset(em.applies_to.get("codes", ())) if em else frozenset(),
+            multi_dose_drugs=frozenset(
+                p.name
+                for p in pack.policies
+                if p.products and all(x.container == "multiple_dose" for x in p.products)
+                if any(
+                    "multiple_dose" in r.applies_to.get("containers", ())
+                    and "JW" in r.params.get("any_of", ())
+                    for r in rules("modifier_forbidden")
+                )
+            ),
             inpatient_places=frozenset(
                 pos
                 for r in rules("excluded")

@@ -275,6 +275,13 @@ def em_without_25(c: Claims, s: Slips) -> None:
     c.em_no25 = s.chance(c, "modifier_invalid", eligible)
 
 
+def jw_on_multi_dose(c: Claims, s: Slips) -> None:
+    """A JW wastage line added for what is left in a multiple-dose vial (ketamine), on an
+    otherwise clean claim (so the JW line carries that one finding); see `to_lines`."""
+    eligible = c.drug_line & np.isin(c.drug, list(s.facts.multi_dose_drugs)) & (c.planted == 0)
+    c.jw_multi = s.chance(c, "wastage_modifier", eligible & ~c.truncated_dx)
+
+
 def sent_twice(c: Claims, s: Slips) -> None:
     """The whole claim sent again a few days later (the resubmission is the duplicate)."""
     c.sent_twice = s.chance(c, "duplicate_line", np.ones(c.n, dtype=bool))
@@ -302,6 +309,7 @@ PLANTERS: tuple[Planter, ...] = (
     late_filing,
     administration_missing,
     em_without_25,
+    jw_on_multi_dose,
     sent_twice,
 )
 

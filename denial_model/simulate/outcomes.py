@@ -74,7 +74,8 @@ def outcomes(
         j = CATEGORIES.index(ec["category"])
         strict[m, j] = np.where(after[m], ec["after"], ec["before"])
     # off-label use is a property of the diagnosis, not a slip: the payer weighs it
-    off_label = df["_drugline"].to_numpy() & (
+    drug_detail = df["_drugline"].to_numpy() | (df["modifiers"].to_numpy() == "JW")  # and its JW line
+    off_label = drug_detail & (
         (df["_drug"].to_numpy() == "anakinra") & (df["diagnosis_codes"].to_numpy() == "M06.1")
         | (
             (df["_drug"].to_numpy() == "ketamine")
