@@ -459,7 +459,7 @@ def _type_limits(p: dict) -> tuple[dict[str, str], str]:
 def filing_limits(p: dict, payer_id: np.ndarray, payer_type: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(days, months) of the filing limit of each line: its payer's own setting (`payers`),
     else its payer type's (`limits`), else the `default`; resolved per distinct payer."""
-    g = _group_ids(payer_id, payer_type)
+    g = _group_ids(pd.factorize(payer_id)[0], pd.factorize(payer_type)[0])
     first = np.unique(g, return_index=True)[1] if len(g) else np.zeros(0, int)
     by_type, default = _type_limits(p)
     limits = [
@@ -596,7 +596,20 @@ def _excluded(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 
 def _group_ids(*keys: np.ndarray) -> np.ndarray:
-    """One integer per distinct tuple of keys (vectorized)."""
+    """One integer per distinct tuple of keys (vectorized). Integer keys are packed into one
+    int64 (mixed radix) and factorized once; other keys go through a pandas groupby."""
+    arrays = [np.asarray(k) for k in keys]
+    if arrays and all(a.dtype.kind in "iub" for a in arrays) and len(arrays[0]):
+        packed = np.zeros(len(arrays[0]), dtype=np.int64)
+        span = 1
+        for a in arrays:
+            lo, hi = int(a.min()), int(a.max())
+            span *= hi - lo + 1
+            if span >= 2**62:
+                break
+            packed = packed * (hi - lo + 1) + (a.astype(np.int64) - lo)
+        else:
+            return pd.factorize(packed)[0].astype(np.int64)
     frame = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
     return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
 
@@ -708,14 +721,15 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     claim_rank = np.empty(len(claim_u), dtype=np.int64)
     claim_rank[np.argsort(claim_u.astype(str), kind="stable")] = np.arange(len(claim_u))
     # the product tells two drugs under one code apart (two unclassified drugs on a day)
+    ndc_codes, desc = ctx.factor("ndc")[0], ctx.factor("drug_description")
+    product = ndc_codes[idx].astype(np.int64) * (len(desc[1]) + 1) + desc[0][idx]
     key = (
         ctx.patient_codes[idx],
         ctx.factor("hcpcs_code")[0][idx],
         ctx.service_day[idx],
         ctx.df["units"].to_numpy(dtype=float)[idx],
         ctx.frame.is_jw[idx],
-        ctx.factor("ndc")[0][idx],
-        ctx.factor("drug_description")[0][idx],
+        product,
     )
     # within a key, the earliest submitted (then claim id, line number) is the original
     tiebreak = (ctx.df["line_number"].to_numpy()[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
@@ -729,12 +743,14 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 
 def _in_codes(ctx: Context, p: dict) -> np.ndarray:
-    """Lines whose code is in the parameters' `codes` or within one of their `ranges`."""
-    hit = np.isin(ctx.code, p.get("codes", []))
-    code_s = ctx.code.astype(str)
+    """Lines whose code is in the parameters' `codes` or within one of their `ranges`
+    (tested on the distinct codes)."""
+    codes, uniques = ctx.code_factor
+    names = np.asarray(uniques, dtype=str)
+    hit = np.isin(names, p.get("codes", []))
     for lo, hi in p.get("ranges", []):
-        hit |= (code_s >= str(lo)) & (code_s <= str(hi))
-    return hit
+        hit |= (names >= str(lo)) & (names <= str(hi))
+    return hit[codes] if ctx.n else np.zeros(0, dtype=bool)
 
 
 def _bill_alongside(c: pd.DataFrame, p: dict) -> pd.DataFrame:
