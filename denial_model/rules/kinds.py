@@ -742,15 +742,19 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return out
 
 
-def _in_codes(ctx: Context, p: dict) -> np.ndarray:
-    """Lines whose code is in the parameters' `codes` or within one of their `ranges`
-    (tested on the distinct codes)."""
-    codes, uniques = ctx.code_factor
-    names = np.asarray(uniques, dtype=str)
+def codes_named(codes: np.ndarray, p: dict) -> np.ndarray:
+    """Which of `codes` are in the parameters' `codes` or within one of their `ranges`."""
+    names = np.asarray(codes, dtype=str)
     hit = np.isin(names, p.get("codes", []))
     for lo, hi in p.get("ranges", []):
         hit |= (names >= str(lo)) & (names <= str(hi))
-    return hit[codes] if ctx.n else np.zeros(0, dtype=bool)
+    return hit
+
+
+def _in_codes(ctx: Context, p: dict) -> np.ndarray:
+    """Lines whose code the parameters name (tested on the distinct codes)."""
+    codes, uniques = ctx.code_factor
+    return codes_named(uniques, p)[codes] if ctx.n else np.zeros(0, dtype=bool)
 
 
 def _bill_alongside(c: pd.DataFrame, p: dict) -> pd.DataFrame:

@@ -10,11 +10,12 @@ taken from the pack the engine evaluates, so a pack edit cannot silently desynch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
 
+from denial_model.rules.kinds import codes_named
 from denial_model.rules.pack import Rule, RulePack
 from denial_model.table import PAYER_TYPES
 
@@ -75,15 +76,11 @@ class PackFacts:
     multi_dose_drugs: frozenset[str] = frozenset()
     # places where any drug line is refused (inpatient: the facility bills the drug)
     inpatient_places: frozenset[str] = frozenset()
-    bundled_admin: dict = None
+    bundled_admin: dict = field(default_factory=dict)
 
     def admin_bundles_em(self, admin_code: np.ndarray) -> np.ndarray:
         """Administration codes beside which an E/M visit needs modifier 25."""
-        p = self.bundled_admin or {}
-        hit = np.isin(admin_code, p.get("codes", []))
-        for lo, hi in p.get("ranges", []):
-            hit |= (admin_code.astype(str) >= lo) & (admin_code.astype(str) <= hi)
-        return hit
+        return codes_named(admin_code, self.bundled_admin)
 
     def documentation(self, drug: str) -> tuple[str, ...]:
         """What a clean line of `drug` documents: first the tokens every line needs, then
