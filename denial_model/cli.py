@@ -307,6 +307,13 @@ def score(
     upload_output: Annotated[
         bool, typer.Option("--upload-output", help="Also upload the scored file (PHI).")
     ] = False,
+    require_tracking: Annotated[
+        bool,
+        typer.Option(
+            "--require-tracking",
+            help="Refuse (exit 2) before scoring when the MLflow store cannot be reached.",
+        ),
+    ] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
 ) -> None:
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line.
@@ -330,6 +337,7 @@ def score(
             history=hist,
             chunk_lines=chunk_lines,
             track=not no_tracking,
+            require_tracking=require_tracking,
             tracking_uri=tracking_uri,
             upload_output=upload_output,
             on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),

@@ -12,7 +12,14 @@ callers that caught `ValueError` still do.
 
 from __future__ import annotations
 
-__all__ = ["ArtifactError", "ClaimTableError", "ConfigError", "DenialModelError", "PackError"]
+__all__ = [
+    "ArtifactError",
+    "ClaimTableError",
+    "ConfigError",
+    "DenialModelError",
+    "PackError",
+    "TrackingError",
+]
 
 
 class DenialModelError(Exception):
@@ -34,3 +41,7 @@ class ArtifactError(DenialModelError):
 
 class ConfigError(DenialModelError, ValueError):
     """An option or setting out of its range (chunk size, simulator setting, output format)."""
+
+
+class TrackingError(DenialModelError):
+    """An MLflow tracking store that cannot be reached when the job was told to require it."""

@@ -6,6 +6,11 @@ Every entry point (check, score, train, the Python API) reads through `read_tabl
 Parquet. CSV cells are read as text (validation decides what is a number or a date);
 Arrow's reader handles a UTF-8 byte-order mark, CRLF line ends and quoted newlines.
 
+A CSV row the parser cannot take (more or fewer fields than the header) or a cell that is
+not UTF-8 does not fail the file: the row keeps its place as an empty row whose
+`table.READ_PROBLEM` cell says what was wrong, and validation rejects it naming the row and
+the column, so rows in = rows processed + rows rejected holds for damaged exports too.
+
 Every writer (tables, scored batches, simulated histories, model artifacts, caches) goes
 through `atomic_output`: the file is written under a hidden temporary name next to its
 destination and renamed into place only when complete, so a failed or interrupted job
@@ -15,14 +20,17 @@ temporary name is fixed, so a job killed outright is cleaned by its rerun).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,7 +38,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from denial_model.errors import ClaimTableError, ConfigError
-from denial_model.table import check_required_columns
+from denial_model.table import READ_PROBLEM, check_required_columns
 
 __all__ = [
     "TableWriter",
@@ -43,6 +51,8 @@ __all__ = [
     "write_table",
 ]
 
+CSV_BLOCK_BYTES = 1 << 22  # Arrow's CSV parser block; longer rows grow it (`_CsvRows`)
+_MAX_BLOCK_BYTES = 1 << 30
 _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".txt": "csv", ".csv.gz": "csv.gz"}
 
 
@@ -81,24 +91,13 @@ def _existing(path: str | Path) -> tuple[Path, str]:
 def _csv_header(path: Path, fmt: str) -> list[str]:
     opener = gzip.open if fmt == "csv.gz" else open
     try:
-        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+        with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as f:
             header = next(csv.reader(f), None)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ClaimTableError(f"{path}: cannot read the header row: {exc}") from None
     if not header:
         raise ClaimTableError(f"{path}: empty file (no header row)")
     return header
-
-
-def _csv_options(header: list[str]) -> tuple[pa_csv.ReadOptions, pa_csv.ConvertOptions]:
-    return (
-        pa_csv.ReadOptions(block_size=1 << 22),
-        pa_csv.ConvertOptions(
-            column_types={c: pa.string() for c in header},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
 
 
 def _header(path: Path, names: list) -> list:
@@ -113,7 +112,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """The whole table as pandas (CSV cells as text, '' for empty; Parquet as stored), with
     the canonical header."""
     parts = [t.to_pandas() for t in read_batches(path, 1 << 24)]
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    df = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    if df[READ_PROBLEM].isna().all():  # kept only to carry a problem to `validate`
+        df = df.drop(columns=READ_PROBLEM)
+    return df
 
 
 def read_batches(path: str | Path, chunk_lines: int) -> Iterator[pa.Table]:
@@ -131,16 +133,15 @@ def read_batches(path: str | Path, chunk_lines: int) -> Iterator[pa.Table]:
         except (pa.ArrowInvalid, OSError) as exc:
             raise ClaimTableError(f"{path}: cannot read as parquet: {exc}") from None
         names = _header(path, pf.schema_arrow.names)
-        batches = (pa.Table.from_batches([b]) for b in pf.iter_batches(batch_size=chunk_lines))
-        return _renamed(path, fmt, batches, names, pf.schema_arrow)
+        batches = (_no_problems(pa.Table.from_batches([b])) for b in pf.iter_batches(batch_size=chunk_lines))
+        return _renamed(
+            path, fmt, batches, [*names, READ_PROBLEM], _no_problems(pf.schema_arrow.empty_table()).schema
+        )
     header = _csv_header(path, fmt)
     names = _header(path, header)
-    read, convert = _csv_options(header)
-    try:
-        reader = pa_csv.open_csv(path, read_options=read, convert_options=convert)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ClaimTableError(f"{path}: cannot read as {fmt}: {exc}") from None
-    return _renamed(path, fmt, _rebatched(reader, chunk_lines), names, reader.schema)
+    rows = _CsvRows(path, fmt, header)  # opens the file now: refused here when unusable
+    batches = _rebatched(rows.tables(), chunk_lines, rows.schema)
+    return _renamed(path, fmt, batches, [*names, READ_PROBLEM], rows.schema)
 
 
 def _renamed(
@@ -159,19 +160,182 @@ def _renamed(
         yield schema.empty_table().rename_columns(names)
 
 
-def _rebatched(reader: pa_csv.CSVStreamingReader, chunk_lines: int) -> Iterator[pa.Table]:
+def _rebatched(tables: Iterator[pa.Table], chunk_lines: int, schema: pa.Schema) -> Iterator[pa.Table]:
     pending: list[pa.RecordBatch] = []
     held = 0
-    for batch in reader:
-        pending.append(batch)
-        held += len(batch)
+    for t in tables:
+        pending.extend(t.to_batches())
+        held += len(t)
         while held >= chunk_lines:
-            table = pa.Table.from_batches(pending)
+            table = pa.Table.from_batches(pending, schema=schema)
             yield table.slice(0, chunk_lines)
             rest = table.slice(chunk_lines)
             pending, held = rest.to_batches(), len(rest)
     if held:
-        yield pa.Table.from_batches(pending, schema=reader.schema)
+        yield pa.Table.from_batches(pending, schema=schema)
+
+
+def _no_problems(table: pa.Table) -> pa.Table:
+    return table.append_column(READ_PROBLEM, pa.nulls(len(table), pa.string()))
+
+
+class _BadRows:
+    """Arrow's handler for CSV rows with the wrong number of fields: each is noted with its
+    0-based position among the data rows (Arrow numbers rows from 1, the header being row 1,
+    blank lines not counted) and skipped; `_with_bad_rows` puts it back in its place."""
+
+    def __init__(self, fields: int):
+        self.fields = fields
+        self.pending: list[tuple[int, str]] = []
+
+    def __call__(self, row) -> str:
+        self.pending.append(
+            (
+                row.number - 2,
+                f"(whole row)\thas {row.actual_columns} fields where the header has {self.fields}",
+            )
+        )
+        return "skip"
+
+    def forget_before(self, start: int) -> None:
+        """Drop rows already put back (noted again when the file is reopened)."""
+        while self.pending and self.pending[0][0] < start:
+            self.pending.pop(0)
+
+    def take_before(self, end: int) -> list[tuple[int, str]]:
+        """The noted rows whose place is before `end` once they are put back (all, for None)."""
+        taken: list[tuple[int, str]] = []
+        while self.pending and self.pending[0][0] < end + len(taken):
+            taken.append(self.pending.pop(0))
+        return taken
+
+
+class _CsvRows:
+    """A CSV file's rows as Arrow tables: every column as text, rows Arrow could not parse
+    put back in place (`_BadRows`), cells that are not UTF-8 emptied and named
+    (`_utf8_checked`), and a `READ_PROBLEM` column saying which rows are which.
+
+    Arrow parses in blocks and refuses a row that straddles more than two; the reader is
+    then reopened with blocks eight times larger (up to `_MAX_BLOCK_BYTES`) and the rows
+    already produced are passed over, so a 5 MB cell is a row reject like any long cell."""
+
+    def __init__(self, path: Path, fmt: str, header: list[str]):
+        self.path, self.fmt, self.header = path, fmt, header
+        self.block = CSV_BLOCK_BYTES
+        self.bad_rows = _BadRows(len(header))
+        self.reader = self._open()
+        self.schema = self.reader.schema.append(pa.field(READ_PROBLEM, pa.string()))
+
+    def _open(self) -> pa_csv.CSVStreamingReader:
+        self.bad_rows.pending.clear()
+        options = {
+            "read_options": pa_csv.ReadOptions(
+                block_size=self.block, use_threads=False
+            ),  # one thread: rows numbered
+            "parse_options": pa_csv.ParseOptions(newlines_in_values=True, invalid_row_handler=self.bad_rows),
+            "convert_options": pa_csv.ConvertOptions(
+                column_types={c: pa.string() for c in self.header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                check_utf8=False,  # checked per cell by `_utf8_checked`
+            ),
+        }
+        try:
+            return pa_csv.open_csv(self.path, **options)
+        except (pa.ArrowInvalid, OSError) as exc:
+            if self._grown(exc):
+                return self._open()
+            raise ClaimTableError(f"{self.path}: cannot read as {self.fmt}: {exc}") from None
+
+    def _grown(self, exc: Exception) -> bool:
+        """A row longer than the parser's blocks: grow them (True) unless at the limit."""
+        if "straddl" not in str(exc) or self.block >= _MAX_BLOCK_BYTES:
+            return False
+        self.block = min(self.block * 8, _MAX_BLOCK_BYTES)
+        return True
+
+    def tables(self) -> Iterator[pa.Table]:
+        start = 0  # the data position of the next row to produce
+        good = 0  # rows Arrow parsed and produced so far
+        while True:
+            skip = good  # after a reopen: rows produced already
+            try:
+                for batch in self.reader:
+                    table = pa.Table.from_batches([batch])
+                    if skip:
+                        passed, skip = min(skip, len(table)), skip - min(skip, len(table))
+                        table = table.slice(passed)
+                    self.bad_rows.forget_before(start)
+                    good += len(table)
+                    table = _utf8_checked(table)
+                    taken = self.bad_rows.take_before(start + len(table))
+                    if taken:
+                        table = _put_back(table, taken, start, self.schema)
+                    start += len(table)
+                    yield table
+                break
+            except pa.ArrowInvalid as exc:
+                if not self._grown(exc):
+                    raise
+                self.reader = self._open()
+        rest = self.bad_rows.take_before(1 << 62)
+        if rest:
+            yield _put_back(_no_problems(self.reader.schema.empty_table()), rest, start, self.schema)
+
+
+def _put_back(table: pa.Table, rows: list[tuple[int, str]], start: int, schema: pa.Schema) -> pa.Table:
+    n, k = len(table), len(rows)
+    blank = {f.name: pa.array([""] * k, pa.string()) for f in schema if f.name != READ_PROBLEM}
+    blank[READ_PROBLEM] = pa.array([why for _, why in rows], pa.string())
+    placed = np.zeros(n + k, dtype=bool)
+    placed[np.array([pos for pos, _ in rows]) - start] = True
+    order = np.empty(n + k, dtype=np.int64)
+    order[~placed] = np.arange(n)
+    order[placed] = n + np.arange(k)
+    return pa.concat_tables([table, pa.table(blank, schema=schema)]).take(pa.array(order))
+
+
+_LOCATED = threading.local()
+
+
+def _locate_bad_bytes(exc: UnicodeDecodeError) -> tuple[str, int]:
+    _LOCATED.found.append(exc.start)
+    return "", exc.end
+
+
+codecs.register_error("denial-model-locate", _locate_bad_bytes)
+
+
+def _utf8_checked(table: pa.Table) -> pa.Table:
+    """The table with every cell that is not UTF-8 text emptied and its row's problem set
+    (the first such column of the row), so one stray byte rejects one row, not the file.
+    Arrow checks each column at once; only a column that fails is searched, by one decode
+    of its bytes that notes where each bad sequence starts."""
+    problem = pa.nulls(len(table), pa.string())
+    for i, name in enumerate(table.column_names):
+        col = table.column(i).combine_chunks()
+        try:
+            col.cast(pa.binary()).cast(pa.string())
+            continue
+        except pa.ArrowInvalid:
+            pass
+        bad = np.zeros(len(col), dtype=bool)
+        bad[_rows_with_bad_bytes(col)] = True
+        mask = pa.array(bad)
+        why = f"{name}\tis not UTF-8 text (save the file as UTF-8)"
+        problem = pc.if_else(pc.and_(mask, pc.is_null(problem)), why, problem)
+        table = table.set_column(i, name, pc.if_else(mask, "", col))
+    return table.append_column(READ_PROBLEM, problem)
+
+
+def _rows_with_bad_bytes(col: pa.Array) -> np.ndarray:
+    offsets_buf, data_buf = col.buffers()[1:3]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+    raw = memoryview(data_buf)[offsets[0] : offsets[-1]].tobytes()
+    _LOCATED.found = []
+    raw.decode("utf-8", errors="denial-model-locate")
+    starts = np.asarray(_LOCATED.found, dtype=np.int64) + offsets[0]
+    return np.unique(np.searchsorted(offsets, starts, side="right") - 1)
 
 
 def refuse_overwriting_input(source: str | Path, *outputs: str | Path | None) -> None:

@@ -12,18 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from denial_model.artifact import LoadedModel, data_fingerprint, load_artifact, save_artifact
-from denial_model.drift import reference_profile
-from denial_model.evaluate import comparison_table, metrics_dict
+from denial_model.errors import ConfigError
 from denial_model.files import default_rejects_path
-from denial_model.metrics import time_split
 from denial_model.score import ScoreSummary, score_file
-from denial_model.scorer import Scorer
-from denial_model.tracking import DEFAULT_EXPERIMENT, load_registered, log_scoring, log_training
-from denial_model.train import TrainConfig, TrainResult, train_model
+from denial_model.tracking import DEFAULT_EXPERIMENT
+
+if TYPE_CHECKING:
+    from denial_model.train import TrainConfig, TrainResult
+
+# Training, evaluation and MLflow are imported by the jobs that use them: scoring a handful
+# of lines should not wait for scikit-learn's linear models or MLflow's import (seconds).
 
 __all__ = [
     "Evaluation",
@@ -65,6 +68,12 @@ def run_training(
     progress: Progress = None,
 ) -> TrainingRun:
     """Fit, evaluate against the baselines, save the artifact, track the run in MLflow."""
+    from denial_model.drift import reference_profile
+    from denial_model.evaluate import comparison_table, metrics_dict
+    from denial_model.scorer import Scorer
+    from denial_model.tracking import log_training
+    from denial_model.train import TrainConfig, train_model
+
     cfg = cfg or TrainConfig()
     _step(progress, "fitting features and classifier, calibrating")
     result = train_model(history, cfg)
@@ -120,6 +129,8 @@ def load_model(ref: str | Path, tracking_uri: str | None = None) -> LoadedModel:
     (`models:/denial-model@champion`, `models:/denial-model/3`)."""
     ref = str(ref)
     if ref.startswith("models:/"):
+        from denial_model.tracking import load_registered
+
         return load_registered(ref, tracking_uri)
     return load_artifact(ref)
 
@@ -133,6 +144,10 @@ class Evaluation:
 def run_evaluation(loaded: LoadedModel, history: pd.DataFrame) -> Evaluation:
     """The comparison table of a trained model on the test months of `history`, split as the
     model's training split its own history (same figures as the training run on the same data)."""
+    from denial_model.evaluate import comparison_table
+    from denial_model.metrics import time_split
+    from denial_model.train import TrainConfig
+
     cfg = loaded.manifest.get("train_config", {})
     defaults = TrainConfig()
     sp = time_split(
@@ -164,11 +179,22 @@ def run_scoring(
     history: pd.DataFrame | None = None,
     chunk_lines: int = 200_000,
     track: bool = True,
+    require_tracking: bool = False,
     tracking_uri: str | None = None,
     upload_output: bool = False,
     on_chunk=None,
 ) -> ScoringRun:
-    """Score a file (streamed), then record the batch as an MLflow run unless `track=False`."""
+    """Score a file (streamed), then record the batch as an MLflow run unless `track=False`.
+
+    A store that fails at the end leaves the scores written and says so (`tracking_error`);
+    with `require_tracking` the store is tried first and an unreachable one refuses the job
+    (`TrackingError`) before anything is read or written."""
+    if require_tracking:
+        if not track:
+            raise ConfigError("--require-tracking and --no-tracking contradict each other")
+        from denial_model.tracking import check_tracking
+
+        check_tracking(tracking_uri)
     rejects = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
     summary = score_file(
         input_path, output_path, loaded, rejects, history=history, chunk_lines=chunk_lines, on_chunk=on_chunk
@@ -182,6 +208,8 @@ def run_scoring(
             "predictor": loaded.scorer.predictor_check,
             "chunk_lines": chunk_lines,
         }
+        from denial_model.tracking import log_scoring
+
         try:
             tracked = log_scoring(
                 summary,

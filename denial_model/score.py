@@ -33,6 +33,7 @@ from denial_model.files import TableWriter, default_rejects_path, read_batches, 
 from denial_model.rules.pack import CATEGORIES
 from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer
 from denial_model.table import (
+    READ_PROBLEM,
     REJECT_COLUMNS,
     compact_lines,
     concat_lines,
@@ -106,7 +107,7 @@ def _output_table(table: pa.Table) -> pa.Table:
     """Input columns as they came, minus pandas' stored index columns, schema metadata and
     score columns of an earlier run (a scored file scored again gets fresh ones, not two)."""
     meta = table.schema.metadata or {}
-    drop = [c for c in SCORE_COLUMNS if c in table.column_names]
+    drop = [c for c in (*SCORE_COLUMNS, READ_PROBLEM) if c in table.column_names]
     if b"pandas" in meta:
         index = json.loads(meta[b"pandas"]).get("index_columns", [])
         drop += [c for c in index if isinstance(c, str) and c in table.column_names]
@@ -199,7 +200,7 @@ class _ClaimsSeen:
         if not len(table):
             return
         ids = pc.cast(table.column("claim_id"), pa.string()).to_numpy(zero_copy_only=False)
-        distinct = pd.unique(ids)
+        distinct = pd.unique(ids[ids != ""])  # no claim id: a row reject, not a claim
         hashes = pd.util.hash_array(np.asarray(distinct, dtype=object))
         again = np.isin(hashes, self.hashes)
         if again.any():

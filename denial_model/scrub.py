@@ -14,7 +14,7 @@ import pandas as pd
 from denial_model.files import read_table, refuse_overwriting_input, write_table
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import CATEGORIES, RulePack, load_pack
-from denial_model.table import ClaimFrame, validate
+from denial_model.table import READ_PROBLEM, ClaimFrame, validate
 
 
 @dataclass
@@ -42,7 +42,7 @@ def check_frame(raw: pd.DataFrame, pack: RulePack | None = None) -> CheckResult:
     pack = pack or load_pack()
     v = validate(raw)
     result = evaluate(ClaimFrame(v.lines), pack)
-    checked = raw.iloc[v.rows].reset_index(drop=True).copy()
+    checked = raw.iloc[v.rows].reset_index(drop=True).drop(columns=READ_PROBLEM, errors="ignore")
     checked["rule_hits"] = result.rule_hits
     checked["rule_carcs"] = result.carcs
     return CheckResult(checked=checked, rejects=v.rejects, result=result, rows_in=v.rows_in)

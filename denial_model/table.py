@@ -72,6 +72,10 @@ OPTIONAL: tuple[str, ...] = (
     "documentation",
 )
 REQUIRED: tuple[str, ...] = tuple(c for c in INPUT_COLUMNS if c not in OPTIONAL)
+# The column in which the file reader (files.py) marks a row it could not take as it stood
+# (wrong number of fields, bytes that are not UTF-8) as "column<TAB>reason": the row keeps
+# its place and `validate` rejects it with that reason. It never reaches an output.
+READ_PROBLEM = "__read_problem__"
 LABEL_COLUMNS: tuple[str, ...] = (
     "denied",
     "carc_codes",
@@ -209,7 +213,7 @@ def frame_from_arrow(table) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    cols = [c for c in INPUT_COLUMNS if c in table.column_names]
+    cols = [c for c in (*INPUT_COLUMNS, READ_PROBLEM) if c in table.column_names]
     arrays = []
     for c in cols:
         col = table.column(c)
@@ -387,6 +391,17 @@ class _Problems:
         if bad.any():
             self.found.append((col, bad, reason, value))
 
+    def unreadable(self, read: pd.Series) -> None:
+        """Rows the file reader could not take: their reader problem is their only reason
+        (their cells are empty placeholders, not values worth reporting)."""
+        hit = read.notna() & (read.astype(object) != "")
+        if not hit.any():
+            return
+        self.found = [(c, bad & ~hit, r, v) for c, bad, r, v in self.found]
+        for problem in pd.unique(read[hit].astype(str)):
+            col, why = problem.split("\t", 1)
+            self.found.append((col, (read.astype(object) == problem) & hit, why, None))
+
     def any_row(self, index: pd.Index) -> pd.Series:
         bad_any = pd.Series(False, index=index)
         for _, bad, *_ in self.found:
@@ -536,6 +551,7 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
     """
     n = len(df)
     out = df.reset_index(drop=True).set_axis(check_required_columns(df.columns), axis=1)
+    read = out.pop(READ_PROBLEM) if READ_PROBLEM in out.columns else None
     if not keep_extra:
         out = out[[c for c in INPUT_COLUMNS if c in out.columns]]
     out = out.copy(deep=False)
@@ -552,6 +568,8 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
         **_numbers_and_dates(out, problems),
         **_drug_and_clinical(text, problems),
     }
+    if read is not None:
+        problems.unreadable(read)
     bad_any = problems.any_row(out.index)
     rejects = _rejects(problems.found, bad_any, text, out, row_offset)
     for col in INPUT_COLUMNS:

@@ -9,18 +9,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from denial_model.artifact import LoadedModel
-from denial_model.drift import DRIFT_WARNING, drift_report
-from denial_model.errors import ArtifactError
-from denial_model.evaluate import metrics_dict
-from denial_model.scorer import Scorer
+from denial_model.drift import DRIFT_WARNING, MIN_DRIFT_LINES, drift_report
+from denial_model.errors import ArtifactError, TrackingError
 from denial_model.table import INPUT_COLUMNS, denied_labels
 from denial_model.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from denial_model.scorer import Scorer
+
+# MLflow itself is imported when a run is logged (`_mlflow`), not with this module: a job
+# that is not tracked never pays for it.
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "denial-model"
@@ -41,6 +47,17 @@ def _mlflow(uri: str | None):
 
     mlflow.set_tracking_uri(resolve_uri(uri))
     return mlflow
+
+
+def check_tracking(uri: str | None = None) -> None:
+    """Refuse a job up front when its tracking store cannot be reached (one cheap query), so
+    a job that must be tracked does no work it could not record."""
+    mlflow = _mlflow(uri)
+    try:
+        mlflow.MlflowClient().search_experiments(max_results=1)
+    except Exception as exc:  # any store failure: unreachable server, unwritable file, bad URI
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        raise TrackingError(f"MLflow tracking at {resolve_uri(uri)} cannot be reached ({why})") from None
 
 
 def _plots(folder: Path, y: np.ndarray, p: np.ndarray, importance: pd.Series) -> list[Path]:
@@ -131,6 +148,8 @@ def log_training(
     from mlflow.models import infer_signature
 
     mlflow.set_experiment(experiment)
+    from denial_model.evaluate import metrics_dict
+
     y = denied_labels(test)
     p = scorer.predict_proba(test)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
@@ -260,41 +279,80 @@ def log_scoring(
     """One MLflow run per scoring job: counts, score distribution, tiers, rule-hit rates,
     dollars at risk and drift (PSI) of the score and main features against `reference`
     (the training profile stored with the model)."""
-    mlflow = _mlflow(tracking_uri)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_params(params)
-        scored = max(summary.scored, 1)
-        metrics = {
-            "lines_in": summary.rows_in,
-            "lines_scored": summary.scored,
-            "lines_rejected": summary.rejected,
-            "dollars_at_risk": summary.dollars_at_risk,
-            "billed_amount": summary.billed,
-            **{f"tier_{k}": v for k, v in summary.tiers.items()},
-            **{f"score_{k}": v for k, v in summary.quantiles().items()},
-            **{f"rule_hit_rate.{c}": n / scored for c, n in summary.category_lines.items()},
-        }
-        drift = drift_report(reference, summary.features)
-        metrics.update({f"psi.{k}": v for k, v in drift.items()})
-        mlflow.log_metrics(metrics)
-        drifted = sorted(k for k, v in drift.items() if v > DRIFT_WARNING)
-        mlflow.set_tags({"drift_warning": ", ".join(drifted) if drifted else "none"})
-        if summary.scored:
-            import matplotlib
+    scored = max(summary.scored, 1)
+    metrics = {
+        "lines_in": summary.rows_in,
+        "lines_scored": summary.scored,
+        "lines_rejected": summary.rejected,
+        "dollars_at_risk": summary.dollars_at_risk,
+        "billed_amount": summary.billed,
+        **{f"tier_{k}": v for k, v in summary.tiers.items()},
+        **{f"score_{k}": v for k, v in summary.quantiles().items()},
+        **{f"rule_hit_rate.{c}": n / scored for c, n in summary.category_lines.items()},
+    }
+    drift = drift_report(reference, summary.features)
+    metrics.update({f"psi.{k}": v for k, v in drift.items()})
+    drifted = sorted(k for k, v in drift.items() if v > DRIFT_WARNING)
+    tags = {"drift_warning": ", ".join(drifted) if drifted else "none"}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        batch = {"drift_psi": drift, "tiers": summary.tiers}
+        (folder / "batch_summary.json").write_text(json.dumps(batch, indent=2))
+        if summary.scored >= MIN_DRIFT_LINES:  # a histogram of a handful of lines says nothing
+            _score_histogram(summary, folder / "plots")
+        upload = Path(output_path) if upload_output and output_path is not None else None  # PHI: on request
+        run_id = _log_run(tracking_uri, experiment, params, metrics, tags, folder, upload)
+    return {"run_id": run_id, "drift": drift, "drift_warning": drifted}
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
 
-            counts, bins = summary.histogram()
-            fig, ax = plt.subplots(figsize=(6, 4))
-            ax.bar(bins[:-1], counts, width=np.diff(bins), align="edge")
-            ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
-            fig.tight_layout()
-            fig.savefig(Path(tmp) / "score_histogram.png", dpi=100)
-            plt.close(fig)
-            mlflow.log_artifact(str(Path(tmp) / "score_histogram.png"), artifact_path="plots")
-        mlflow.log_dict({"drift_psi": drift, "tiers": summary.tiers}, "batch_summary.json")
-        if upload_output and output_path is not None:
-            mlflow.log_artifact(str(output_path), artifact_path="scored")  # holds PHI: only on request
-        return {"run_id": run.info.run_id, "drift": drift, "drift_warning": drifted}
+def _log_run(
+    uri: str | None,
+    experiment: str,
+    params: dict,
+    metrics: dict,
+    tags: dict,
+    folder: Path,
+    upload: Path | None = None,
+) -> str:
+    """One finished run in as few store calls as MLflow allows: the run, one batch of params,
+    metrics and tags, one upload of the artifact folder (and `upload` under `scored/`), the end."""
+    mlflow = _mlflow(uri)
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    try:
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        client.log_artifacts(run_id, str(folder))
+        if upload is not None:
+            client.log_artifact(run_id, str(upload), artifact_path="scored")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _score_histogram(summary, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir()
+    counts, bins = summary.histogram()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(bins[:-1], counts, width=np.diff(bins), align="edge")
+    ax.set(xlabel="denial probability", ylabel="lines", title="Scores of this batch")
+    fig.tight_layout()
+    fig.savefig(folder / "score_histogram.png", dpi=100)
+    plt.close(fig)

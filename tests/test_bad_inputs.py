@@ -7,6 +7,7 @@ partial or temporary file left behind. Rows in are counted with pandas / pyarrow
 not with the toolkit's own reader.
 """
 
+import csv
 import gzip
 import json
 from collections.abc import Callable
@@ -90,6 +91,12 @@ def _text(fn: Callable[[str], str], name: str = "in.csv") -> Callable[[Path], Pa
     return write
 
 
+def _on_lines(text: str, edits: dict[int, Callable[[str], str]]) -> str:
+    """The CSV text with line i (0 = header) passed through edits[i]."""
+    lines = text.split("\n")
+    return "\n".join(edits[i](x) if i in edits else x for i, x in enumerate(lines))
+
+
 def _gz(folder: Path) -> Path:
     path = folder / "in.csv.gz"
     with gzip.open(path, "wb") as f:
@@ -146,12 +153,20 @@ CASES = [
     (
         "non-UTF-8 byte",
         _bytes(_claims().to_csv(index=False).encode().replace(b"Vivitrol", b"Viv\xe9trol")),
-        2,
-        "cannot read",
+        0,
+        "not UTF-8",
     ),
-    ("ragged row", _text(lambda t: t.replace("\n", ",extra\n", 3)), 2, "cannot read"),
+    (
+        "ragged rows",
+        _text(lambda t: _on_lines(t, {2: lambda x: x + ",extra", 5: lambda x: x + ",x,y"})),
+        0,
+        "has 22",
+    ),
+    ("short row", _text(lambda t: _on_lines(t, {1: lambda x: "C9,1\n" + x})), 0, "has 2 fields"),
+    ("every row ragged", _text(lambda t: t.replace("\n", ",x\n").replace(",x\n", "\n", 1)), 0, "has 22"),
     ("NUL byte in a cell", _edit("drug_description", "keta\x00mine"), 0, None),
     ("huge cell", _edit("drug_description", "x" * 200_000), 0, "longer than 10,000 characters"),
+    ("cell over 4 MB", _edit("drug_description", "x" * (5 << 20), rows=(3,)), 0, "longer than 10,000"),
     ("long but allowed cell", _edit("drug_description", "ketamine " * 1_000), 0, None),
     ("NaN units", _edit("units", "NaN"), 0, "units"),
     ("inf units", _edit("units", "inf"), 0, "units"),
@@ -182,10 +197,17 @@ CASES = [
 ]
 
 
+csv.field_size_limit(1 << 30)
+
+
 def _rows_in(path: Path) -> int:
+    """Data rows by the standard library's csv module (blank lines are not rows), whatever
+    their field counts or bytes."""
     if path.suffix == ".parquet":
         return pq.read_metadata(path).num_rows
-    return len(pd.read_csv(path, dtype=str, keep_default_na=False))
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig", errors="replace") as f:
+        return sum(1 for row in csv.reader(f) if row) - 1
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +279,35 @@ def test_the_corpus_has_at_least_thirty_cases_and_both_verdicts():
     assert len(CASES) >= 30
     assert {c[2] for c in CASES} == {0, 2}
     assert json.dumps([c[0] for c in CASES])  # case names are plain text
+
+
+@pytest.mark.parametrize("block", [1 << 22, 300], ids=["one parser block", "a block a row"])
+def test_unparseable_rows_keep_their_place_in_the_row_numbers(tmp_path, model, monkeypatch, block):
+    """A row with the wrong field count or a stray byte is rejected at its own 0-based
+    position, counted after a quoted newline, whatever the chunking and the parser's blocks;
+    the rows around it keep theirs (the scored claim ids are the file's, in order)."""
+    monkeypatch.setattr("denial_model.files.CSV_BLOCK_BYTES", block)
+    claims = _claims()
+    claims.at[0, "drug_description"] = "two\nlines"
+    lines = claims.to_csv(index=False).encode().split(b"\n")
+    # line 0 header, lines 1-2 row 0 (quoted newline), line 3 row 1, line 4 row 2, ...
+    lines[3] += b",extra"
+    lines[9] = lines[9].replace(b"C", b"C\xff", 1)  # row 7
+    lines[17] += b",x,y"  # row 15
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"\n".join(lines))
+    expected_rejects = [1, 7, 15]
+    for command, extra in (
+        ("check", []),
+        ("score", ["--model", str(model), "--no-tracking", "--chunk-lines", "3"]),
+    ):
+        out = tmp_path / f"{command}.csv"
+        res = CliRunner().invoke(app, [command, str(src), "--output", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        rejects = pd.read_csv(tmp_path / f"{command}.rejects.csv", dtype=str, keep_default_na=False)
+        assert rejects["row"].astype(int).tolist() == expected_rejects, rejects.to_dict("records")
+        assert rejects["column"].tolist() == ["(whole row)", "claim_id", "(whole row)"]
+        assert "not UTF-8" in rejects["reason"][1] and "has 23 fields" in rejects["reason"][2]
+        kept = pd.read_csv(out, dtype=str, keep_default_na=False)
+        assert kept["claim_id"].tolist() == claims["claim_id"].drop(expected_rejects).tolist()
+        assert "__read_problem__" not in kept.columns

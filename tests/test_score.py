@@ -384,7 +384,7 @@ def test_a_tracked_batch_where_every_row_is_rejected_reports_zero_scored(tmp_pat
     assert run.data.metrics["lines_scored"] == 0 and run.data.metrics["lines_rejected"] == 200
 
 
-def test_a_tracking_server_that_is_down_loses_the_run_not_the_scores(
+def test_a_tracking_server_that_is_down_loses_the_run_not_the_scores_unless_tracking_is_required(
     tmp_path, model_path, batch, monkeypatch
 ):
     import socket
@@ -412,6 +412,22 @@ def test_a_tracking_server_that_is_down_loses_the_run_not_the_scores(
     assert res.exit_code == 3, res.output
     assert "NOT tracked" in res.output and "Traceback" not in res.output
     assert len(pd.read_parquet(out)) == 300
+    out.unlink()
+    (tmp_path / "o.rejects.csv").unlink()
+    args = [
+        "score",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        str(model_path),
+        "--tracking-uri",
+        f"http://127.0.0.1:{port}",
+    ]
+    res = CliRunner().invoke(app, [*args, "--require-tracking"])
+    assert res.exit_code == 2, res.output  # refused up front: nothing scored, nothing written
+    assert "cannot be reached" in res.output and "Traceback" not in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.parquet"]
 
 
 def test_a_registry_uri_without_a_store_here_is_refused_and_creates_none(tmp_path, monkeypatch):
