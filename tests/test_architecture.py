@@ -13,6 +13,7 @@ import denial_model
 from denial_model.errors import ClaimTableError, DenialModelError
 from denial_model.files import atomic_output, read_batches, read_table, table_format, write_table
 from denial_model.samples import clean_claim
+from denial_model.table import READ_PROBLEM
 
 PACKAGE = Path(denial_model.__file__).parent
 
@@ -163,6 +164,7 @@ def test_every_reader_takes_csv_gzip_csv_with_a_bom_and_parquet_alike(tmp_path):
     for path in (gz, bom):
         pd.testing.assert_frame_equal(read_table(path), expected)
         streamed = pd.concat([t.to_pandas() for t in read_batches(path, 1)], ignore_index=True)
+        assert streamed.pop(READ_PROBLEM).isna().all()  # streamed batches say which rows were unreadable
         pd.testing.assert_frame_equal(streamed, expected)
     assert len(read_table(_write(raw, tmp_path / "claims.parquet"))) == len(raw)
 
