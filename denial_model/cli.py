@@ -38,6 +38,13 @@ rules_app = typer.Typer(no_args_is_help=True, help="Inspect and review the rule 
 app.add_typer(rules_app, name="rules")
 
 PackOpt = Annotated[Path | None, typer.Option("--pack", help="Rule pack folder (default: shipped pack).")]
+DateFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--date-format",
+        help="Also read text dates in this strftime format, e.g. '%m/%d/%Y' (ISO is always read).",
+    ),
+]
 TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")]
 
 
@@ -80,6 +87,7 @@ def check(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write rows + rule_hits.")],
     rejects: Annotated[Path | None, typer.Option(help="Where to write rows that failed validation.")] = None,
     pack: PackOpt = None,
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Scrub a claim file with the rule pack: writes the rows plus `rule_hits` and `rule_carcs`.
 
@@ -89,7 +97,7 @@ def check(
 
     rejects_path = rejects or default_rejects_path(output)
     with console.status("checking claims"):
-        res = check_file(input, output, rejects_path, load_pack(pack))
+        res = check_file(input, output, rejects_path, load_pack(pack), date_format)
     print_check_summary(res.summary())
     console.print(f"wrote {output} and rejects to {rejects_path}")
 
@@ -315,6 +323,7 @@ def score(
         ),
     ] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
+    date_format: DateFormatOpt = None,
 ) -> None:
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line.
 
@@ -341,6 +350,7 @@ def score(
             tracking_uri=tracking_uri,
             upload_output=upload_output,
             on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),
+            date_format=date_format,
         )
     print_score_summary(run.summary, f"Scored {input} -> {output} (rejects: {run.rejects})")
     if run.tracking_error:

@@ -38,21 +38,30 @@ from denial_model.tracking import DEFAULT_TRACKING_URI
 OUT = Path("demo_output")
 
 
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
+def main(
+    out_dir: Path = OUT,
+    history_lines: int = 200_000,
+    batch_lines: int = 20_000,
+    tracking_uri: str = DEFAULT_TRACKING_URI,
+) -> None:
+    """The demo as `make demo` runs it; the sizes and places are arguments so a test can run
+    the same job small (tests/test_demo.py)."""
+    out_dir.mkdir(exist_ok=True)
     pack = load_pack()
-    sample = OUT / "sample_claims.csv"
+    sample = out_dir / "sample_claims.csv"
     write_table(sample_table(pack), sample)
-    res = check_file(sample, OUT / "sample_checked.csv", OUT / "sample_rejects.csv", pack)
+    res = check_file(sample, out_dir / "sample_checked.csv", out_dir / "sample_rejects.csv", pack)
     console.rule("[bold]denial-model demo: claim scrubber")
     console.print(f"rule pack: {len(pack.rules)} rules from {pack.folder} (sha256 {pack.sha256[:12]})")
     print_check_summary(res.summary(), title=f"Scrubbed {sample}")
     print_findings(res.checked, pack)
-    console.print(f"outputs in {OUT}/ (checked lines, rejects); review the pack: denial-model rules verify")
+    console.print(
+        f"outputs in {out_dir}/ (checked lines, rejects); review the pack: denial-model rules verify"
+    )
 
     console.rule("[bold]denial-model demo: simulated claim history")
-    cfg = SimConfig(lines=200_000, seed=7)
-    history_path = OUT / "history.parquet"
+    cfg = SimConfig(lines=history_lines, seed=7)
+    history_path = out_dir / "history.parquet"
     with console.status("simulating"):
         summary = write_history(cfg, history_path)
     print_history_summary(summary, title=f"Simulated history -> {history_path}")
@@ -61,8 +70,8 @@ def main() -> None:
     with console.status("training") as status:
         out = run_training(
             read_table(history_path),
-            OUT / "model.joblib",
-            tracking_uri=DEFAULT_TRACKING_URI,
+            out_dir / "model.joblib",
+            tracking_uri=tracking_uri,
             data_params={"simulator.seed": cfg.seed, "simulator.lines": cfg.lines},
             progress=lambda text: status.update(text),
         )
@@ -76,27 +85,27 @@ def main() -> None:
     th = out.manifest["thresholds"]
     console.print(f"risk tiers stored with the model: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
     console.print(
-        f"artifact: {OUT / 'model.joblib'} (+ manifest); MLflow run {tr['run_id']}, registered model "
+        f"artifact: {out_dir / 'model.joblib'} (+ manifest); MLflow run {tr['run_id']}, registered model "
         f"'denial-model' version {tr['model_version']}: {tr['decision']}"
     )
-    console.print(
-        f"see the runs, plots and registered model: mlflow ui --backend-store-uri {DEFAULT_TRACKING_URI}"
-    )
-    score_fresh_batch(OUT / "model.joblib", cfg)
+    console.print(f"see the runs, plots and registered model: mlflow ui --backend-store-uri {tracking_uri}")
+    score_fresh_batch(out_dir / "model.joblib", cfg, out_dir, batch_lines, tracking_uri)
 
 
-def score_fresh_batch(model_path: Path, history_cfg: SimConfig) -> None:
+def score_fresh_batch(
+    model_path: Path, history_cfg: SimConfig, out_dir: Path, lines: int, tracking_uri: str
+) -> None:
     """What a billing team runs every night: score tomorrow's claims before they go out."""
     console.rule("[bold]denial-model demo: score a fresh batch")
     start = (pd.Timestamp(history_cfg.start) + pd.DateOffset(months=history_cfg.months)).date()
-    batch_cfg = SimConfig(lines=20_000, seed=history_cfg.seed + 1, start=start, months=1)
-    raw = OUT / "batch_simulated.parquet"
+    batch_cfg = SimConfig(lines=lines, seed=history_cfg.seed + 1, start=start, months=1)
+    raw = out_dir / "batch_simulated.parquet"
     write_history(batch_cfg, raw)
     # a batch before submission has no outcomes: drop the simulator's answers
     batch = read_table(raw)
     batch = batch.drop(columns=[c for c in (*LABEL_COLUMNS, "planted_categories") if c in batch.columns])
     batch = batch.sort_values(["service_date", "claim_id", "line_number"], kind="stable")
-    src, out = OUT / "batch.parquet", OUT / "batch_scored.parquet"
+    src, out = out_dir / "batch.parquet", out_dir / "batch_scored.parquet"
     write_table(batch, src)
     with console.status("scoring and tracking the batch"):
         run = run_scoring(
@@ -104,8 +113,8 @@ def score_fresh_batch(model_path: Path, history_cfg: SimConfig) -> None:
             out,
             load_model(model_path),
             model_ref=str(model_path),
-            rejects_path=OUT / "batch_rejects.csv",
-            tracking_uri=DEFAULT_TRACKING_URI,
+            rejects_path=out_dir / "batch_rejects.csv",
+            tracking_uri=tracking_uri,
         )
     print_score_summary(run.summary, f"Scored {src}")
     print_top_lines(read_table(out))

@@ -120,6 +120,7 @@ def run_training(
             artifact_path=output,
             tracking_uri=tracking_uri,
             experiment=experiment,
+            progress=progress,
         )
     return TrainingRun(table=table, manifest=manifest, tracking=tracked, result=result)
 
@@ -183,6 +184,7 @@ def run_scoring(
     tracking_uri: str | None = None,
     upload_output: bool = False,
     on_chunk=None,
+    date_format: str | None = None,
 ) -> ScoringRun:
     """Score a file (streamed), then record the batch as an MLflow run unless `track=False`.
 
@@ -197,7 +199,14 @@ def run_scoring(
         check_tracking(tracking_uri)
     rejects = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
     summary = score_file(
-        input_path, output_path, loaded, rejects, history=history, chunk_lines=chunk_lines, on_chunk=on_chunk
+        input_path,
+        output_path,
+        loaded,
+        rejects,
+        history=history,
+        chunk_lines=chunk_lines,
+        on_chunk=on_chunk,
+        date_format=date_format,
     )
     tracked, error = None, None
     if track:

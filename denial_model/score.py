@@ -35,6 +35,7 @@ from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer
 from denial_model.table import (
     READ_PROBLEM,
     REJECT_COLUMNS,
+    check_date_format,
     compact_lines,
     concat_lines,
     frame_from_arrow,
@@ -86,12 +87,14 @@ REJECTS_SCHEMA = pa.schema(
 
 
 def score_frame(
-    df: pd.DataFrame, loaded: LoadedModel, history: pd.DataFrame | None = None
+    df: pd.DataFrame, loaded: LoadedModel, history: pd.DataFrame | None = None, date_format: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scored rows: input columns + score columns, rejects). `history`: earlier lines for
-    the cross-line rules (not scored, not returned)."""
-    v = validate(df, keep_extra=False)
-    earlier = validate(history, keep_extra=False).lines if history is not None else None
+    the cross-line rules (not scored, not returned); `date_format`: as in `validate`."""
+    v = validate(df, keep_extra=False, date_format=date_format)
+    earlier = (
+        validate(history, keep_extra=False, date_format=date_format).lines if history is not None else None
+    )
     out = df.iloc[v.rows].reset_index(drop=True)
     if len(v.lines):
         scored = loaded.scorer.score_lines(v.lines, earlier)
@@ -129,6 +132,7 @@ def score_file(
     history: pd.DataFrame | None = None,
     chunk_lines: int = 200_000,
     on_chunk=None,
+    date_format: str | None = None,
 ) -> ScoreSummary:
     """Stream a claim file through the model; returns the job's summary (with drift counts).
 
@@ -136,9 +140,10 @@ def score_file(
     score columns; rows that fail validation go to the rejects file instead (default
     `default_rejects_path(output_path)`). Reading the next chunk and writing the last one run
     in background threads while a chunk is scored. Output and rejects are moved into place
-    together at the end; a failed job leaves neither."""
+    together at the end; a failed job leaves neither. `date_format`: as in `validate`."""
     if not isinstance(chunk_lines, int) or chunk_lines < 1:
         raise ConfigError(f"chunk_lines must be a whole number >= 1, got {chunk_lines!r}")
+    date_format = check_date_format(date_format)
     input_path, output_path = Path(input_path), Path(output_path)
     rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
     refuse_overwriting_input(input_path, output_path, rejects_path)
@@ -146,7 +151,7 @@ def score_file(
     summary = ScoreSummary()
     context = None
     if history is not None:
-        earlier = validate(history, keep_extra=False).lines
+        earlier = validate(history, keep_extra=False, date_format=date_format).lines
         context = carry_context(None, earlier, scorer.relevant_until(earlier))
     chunks = _claim_chunks(input_path, chunk_lines)  # refuses an unusable file before any output
     out_w = TableWriter(output_path)
@@ -155,7 +160,9 @@ def score_file(
     try:
         for chunk in _prefetched(chunks):
             schema = schema or chunk.schema
-            context = _score_chunk(chunk, scorer, context, summary, loaded.drift_reference, out_w, rej_w)
+            context = _score_chunk(
+                chunk, scorer, context, summary, loaded.drift_reference, (out_w, rej_w), date_format
+            )
             summary.rows_in = chunk.rows_in
             if on_chunk is not None:
                 on_chunk(summary)
@@ -283,12 +290,14 @@ def _score_chunk(
     context: Carried | None,
     summary: ScoreSummary,
     reference: dict | None,
-    out_w: TableWriter,
-    rej_w: TableWriter,
+    writers: tuple[TableWriter, TableWriter],
+    date_format: str | None,
 ) -> Carried | None:
-    """Validate, score and write one chunk; returns the context for the next one."""
+    """Validate, score and write one chunk (to the output and rejects writers); returns the
+    context for the next one."""
     table, rows = chunk.table, chunk.rows
-    v = validate(chunk.frame, keep_extra=False)
+    out_w, rej_w = writers
+    v = validate(chunk.frame, keep_extra=False, date_format=date_format)
     if len(v.rejects):
         rej = v.rejects.assign(row=rows[v.rejects["row"].to_numpy(dtype=np.int64)])
         rej_w.write(

@@ -14,7 +14,7 @@ import pandas as pd
 from denial_model.files import read_table, refuse_overwriting_input, write_table
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import CATEGORIES, RulePack, load_pack
-from denial_model.table import READ_PROBLEM, ClaimFrame, validate
+from denial_model.table import READ_PROBLEM, ClaimFrame, check_date_format, validate
 
 
 @dataclass
@@ -37,10 +37,13 @@ class CheckResult:
         }
 
 
-def check_frame(raw: pd.DataFrame, pack: RulePack | None = None) -> CheckResult:
-    """Validate and scrub a raw claim-line table; input values are written back unchanged."""
+def check_frame(
+    raw: pd.DataFrame, pack: RulePack | None = None, date_format: str | None = None
+) -> CheckResult:
+    """Validate and scrub a raw claim-line table; input values are written back unchanged.
+    `date_format`: text dates in that strftime format are read too (see `table.validate`)."""
     pack = pack or load_pack()
-    v = validate(raw)
+    v = validate(raw, date_format=date_format)
     result = evaluate(ClaimFrame(v.lines), pack)
     checked = raw.iloc[v.rows].reset_index(drop=True).drop(columns=READ_PROBLEM, errors="ignore")
     checked["rule_hits"] = result.rule_hits
@@ -53,9 +56,11 @@ def check_file(
     output_path: str | Path,
     rejects_path: str | Path | None = None,
     pack: RulePack | None = None,
+    date_format: str | None = None,
 ) -> CheckResult:
     refuse_overwriting_input(input_path, output_path, rejects_path)
-    res = check_frame(read_table(input_path), pack)
+    check_date_format(date_format)  # an option error before the file is read
+    res = check_frame(read_table(input_path), pack, date_format)
     write_table(res.checked, output_path)
     if rejects_path is not None:
         write_table(res.rejects, rejects_path)

@@ -14,7 +14,7 @@ from operator import or_
 import numpy as np
 import pandas as pd
 
-from denial_model.errors import ClaimTableError
+from denial_model.errors import ClaimTableError, ConfigError
 
 PAYER_TYPES: tuple[str, ...] = ("medicare", "medicare_advantage", "medicaid", "commercial")
 NDC_UNITS: tuple[str, ...] = ("ME", "ML", "UN", "GR", "F2")
@@ -276,9 +276,27 @@ _MIDNIGHT_RE = r"00:00(?::00(?:\.0+)?)?"
 _FIRST_DAY, _END_DAY = np.datetime64("1900-01-01", "D"), np.datetime64("2262-04-11", "D")
 
 
-def _date(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+def check_date_format(date_format: str | None) -> str | None:
+    """A `--date-format` (strftime directives, e.g. `%m/%d/%Y`) that reads back the date it
+    writes (so it names day, month and year); anything else is refused quoting it."""
+    if date_format is None:
+        return None
+    probe = pd.Timestamp("2031-12-25")
+    try:
+        ok = pd.to_datetime(probe.strftime(date_format), format=date_format) == probe
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"date format {date_format!r} does not name a day, month and year (e.g. '%m/%d/%Y')"
+        )
+    return date_format
+
+
+def _date(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(dates as datetime64[ns], True where a non-empty cell is not a date in 1900-2262,
-    True where it has a time of day other than midnight)."""
+    True where it has a time of day other than midnight). Text is ISO; with `date_format`,
+    text that is not ISO is read with that format too (`03/04/2025` by `%m/%d/%Y`)."""
     if pd.api.types.is_datetime64_any_dtype(s):
         if getattr(s.dt, "tz", None) is not None:
             s = s.dt.tz_localize(None)  # the wall-clock date in the value's own zone
@@ -291,7 +309,10 @@ def _date(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
         codes, uniques = _factorize(text)
         u = pd.Series(uniques, dtype=object).fillna("").astype(str)
         parts = u.str.extract(_DATE_RE)
-        parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce").to_numpy()
+        parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce")
+        if date_format is not None and (other := parsed.isna() & (u != "")).any():
+            parsed[other] = pd.to_datetime(u[other], format=date_format, errors="coerce")
+        parsed = parsed.to_numpy()
         days = parsed.astype("datetime64[D]")[codes]
         present = (u != "").to_numpy()[codes]
         timed_u = parts[1].notna() & ~parts[1].fillna("").str.fullmatch(_MIDNIGHT_RE)
@@ -450,7 +471,9 @@ def _identity_columns(text: dict[str, pd.Series], problems: _Problems) -> dict[s
     }
 
 
-def _numbers_and_dates(out: pd.DataFrame, problems: _Problems) -> dict[str, pd.Series]:
+def _numbers_and_dates(
+    out: pd.DataFrame, problems: _Problems, date_format: str | None = None
+) -> dict[str, pd.Series]:
     line_no, bad_ln = _number(out["line_number"])
     bad_ln = bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no))
     problems.flag("line_number", bad_ln, "must be an integer >= 1, got", out["line_number"])
@@ -475,9 +498,10 @@ def _numbers_and_dates(out: pd.DataFrame, problems: _Problems) -> dict[str, pd.S
         )
     dates = {}
     for col in ("service_date", "submission_date"):
-        dates[col], bad, timed = _date(out[col])
+        dates[col], bad, timed = _date(out[col], date_format)
         missing = dates[col].isna() & ~bad
-        problems.flag(col, bad | missing, "is not an ISO date (YYYY-MM-DD, years 1900-2262):", out[col])
+        shape = "YYYY-MM-DD" + (f" or {date_format}" if date_format else "")
+        problems.flag(col, bad | missing, f"is not an ISO date ({shape}, years 1900-2262):", out[col])
         problems.flag(
             col,
             timed,
@@ -540,14 +564,17 @@ def _drug_and_clinical(text: dict[str, pd.Series], problems: _Problems) -> dict[
     }
 
 
-def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> Validated:
+def validate(
+    df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True, date_format: str | None = None
+) -> Validated:
     """Validate and normalize a raw claim-line table.
 
     Normalized types: dates are datetime64, numbers float64 (line_number int64), text columns
     categorical with codes upper case, `diagnosis_codes` dotted ICD-10-CM, NDCs 11 digits and
     '' for missing optional text. `row_offset` numbers rows when the table is one chunk of a
     larger file; `keep_extra=False` drops columns the spec does not name (scoring reads the
-    input columns only and writes the raw rows back itself).
+    input columns only and writes the raw rows back itself); `date_format` also reads text
+    dates in that strftime format (`check_date_format`), e.g. US `%m/%d/%Y`.
     """
     n = len(df)
     out = df.reset_index(drop=True).set_axis(check_required_columns(df.columns), axis=1)
@@ -565,7 +592,7 @@ def validate(df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True) -> 
         problems.flag(col, length > MAX_CELL, f"is longer than {MAX_CELL:,} characters:", values)
     normalized = {
         **_identity_columns(text, problems),
-        **_numbers_and_dates(out, problems),
+        **_numbers_and_dates(out, problems, check_date_format(date_format)),
         **_drug_and_clinical(text, problems),
     }
     if read is not None:

@@ -139,10 +139,16 @@ def log_training(
     tracking_uri: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     registered_model: str = REGISTERED_MODEL,
+    progress=None,
 ) -> dict:
     """One MLflow run for a training: params, metrics, plots, the model (registered), and the
     champion decision (the alias moves only if the new model has lower log loss on the same
-    test lines than the current champion)."""
+    test lines than the current champion). `progress(text)` hears each step.
+
+    No claim from the history reaches the store: the model's input example is the toolkit's
+    own made-up sample claims, and the params name files and sizes, not values."""
+    step = progress or (lambda text: None)
+    step("MLflow: opening the run")
     mlflow = _mlflow(tracking_uri)
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
@@ -158,7 +164,9 @@ def log_training(
         )
         mlflow.log_metrics(metrics_dict(table))
         folder = Path(tmp)
+        step("MLflow: permutation importance on the test months")
         importance = permutation_importance_table(scorer, test)
+        step("MLflow: plots, tables and the manifest")
         for path in _plots(folder, y, p, importance):
             mlflow.log_artifact(str(path), artifact_path="plots")
         table.to_csv(folder / "metrics_table.csv", index=False)
@@ -167,10 +175,9 @@ def log_training(
         mlflow.log_artifact(str(folder / "feature_importance.csv"))
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_artifact(str(artifact_path), artifact_path="joblib")
-        example = test[list(INPUT_COLUMNS)].head(5).copy()
-        for c in ("service_date", "submission_date"):
-            example[c] = example[c].astype(str).str[:10]
-        signature = infer_signature(example, p[:5])
+        step("MLflow: logging and registering the model")
+        example = _input_example()
+        signature = infer_signature(example, scorer.predict_proba(example))
         info = mlflow.sklearn.log_model(
             scorer.model,
             name="model",
@@ -181,6 +188,7 @@ def log_training(
         )
         version = str(info.registered_model_version)
         client = MlflowClient()
+        step("MLflow: champion or not (both models on the same test lines)")
         decision = _champion(mlflow, client, registered_model, version, test, y, p)
         mlflow.set_tags({"champion_decision": decision["decision"], "model_version": version})
         if decision.get("champion_log_loss") is not None:
@@ -197,6 +205,20 @@ def log_training(
             "tracking_uri": resolve_uri(tracking_uri),
             **decision,
         }
+
+
+def _input_example() -> pd.DataFrame:
+    """Five made-up claim lines (`samples.clean_claim`), typed as a claim file holds them:
+    the signature's example, never a line of the history the model learned from."""
+    from denial_model.samples import DRUG_LINES, clean_claim
+
+    lines = pd.concat(
+        [clean_claim(drug, claim_id=f"EXAMPLE-{drug}") for drug in DRUG_LINES], ignore_index=True
+    )
+    example = lines[list(INPUT_COLUMNS)].head(5).copy()
+    for c in ("service_date", "submission_date"):
+        example[c] = pd.to_datetime(example[c]).dt.strftime("%Y-%m-%d")
+    return example
 
 
 def _champion(

@@ -311,3 +311,33 @@ def test_unparseable_rows_keep_their_place_in_the_row_numbers(tmp_path, model, m
         kept = pd.read_csv(out, dtype=str, keep_default_na=False)
         assert kept["claim_id"].tolist() == claims["claim_id"].drop(expected_rejects).tolist()
         assert "__read_problem__" not in kept.columns
+
+
+def test_us_dates_are_read_only_when_a_date_format_says_so(tmp_path, model):
+    """`03/04/2025` is a row reject by default; with `--date-format %m/%d/%Y` every entry point
+    reads it as March 4 (ISO cells still read); a format without day, month and year is an
+    option error before anything is read."""
+    claims = _claims()
+    us = pd.to_datetime(claims["service_date"]).dt.strftime("%m/%d/%Y")
+    claims.loc[::2, "service_date"] = us[::2]
+    src = _csv(claims, tmp_path / "us.csv")
+    for command, extra in (("check", []), ("score", ["--model", str(model), "--no-tracking"])):
+        plain = CliRunner().invoke(app, [command, str(src), "-o", str(tmp_path / f"{command}0.csv"), *extra])
+        assert plain.exit_code == 0, plain.output
+        assert len(pd.read_csv(tmp_path / f"{command}0.rejects.csv")) == len(claims[::2])
+        args = [
+            command,
+            str(src),
+            "-o",
+            str(tmp_path / f"{command}1.csv"),
+            *extra,
+            "--date-format",
+            "%m/%d/%Y",
+        ]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert len(pd.read_csv(tmp_path / f"{command}1.rejects.csv")) == 0
+        assert len(pd.read_csv(tmp_path / f"{command}1.csv")) == len(claims)
+        out = tmp_path / f"{command}2.csv"
+        bad = CliRunner().invoke(app, [command, str(src), "-o", str(out), *extra, "--date-format", "%m/%Y"])
+        assert bad.exit_code == 2 and "'%m/%Y'" in bad.output and not out.exists(), bad.output

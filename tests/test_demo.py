@@ -1,0 +1,89 @@
+"""`make demo` run small, as a user runs it (a fresh process in an empty folder), and what it
+leaves behind read for protected health information.
+
+The demo is the job every user runs first: it must work end to end (scrub, simulate, train,
+track, register, score, report), and neither its console output nor the MLflow store it
+writes may hold the claims it learned from or scored: no patient id of the history or the
+batch anywhere, no diagnosis code outside the model's input example, which is the
+toolkit's own made-up sample claims.
+"""
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from denial_model.samples import DRUG_LINES
+
+_DEMO = """
+from pathlib import Path
+from denial_model.demo import main
+main(Path("demo_output"), history_lines=20_000, batch_lines=2_000, tracking_uri="sqlite:///mlflow.db")
+"""
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-c", _DEMO], cwd=folder, capture_output=True, text=True, timeout=600, check=False
+    )
+    return folder, proc
+
+
+def test_the_demo_runs_end_to_end_in_an_empty_folder(demo_run):
+    folder, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for section in (
+        "claim scrubber",
+        "simulated claim history",
+        "train, evaluate, track",
+        "score a fresh batch",
+    ):
+        assert section in out, section
+    assert re.search(r"MLflow scoring run\s+[0-9a-f]{32}", out)
+    scored = pd.read_parquet(folder / "demo_output" / "batch_scored.parquet")
+    rejects = pd.read_csv(folder / "demo_output" / "batch_rejects.csv")
+    assert len(scored) + len(rejects) == len(pd.read_parquet(folder / "demo_output" / "batch.parquet"))
+    assert scored["denial_probability"].between(0, 1).all()
+
+
+def _store_texts(folder: Path) -> dict[str, str]:
+    """Every text the run left outside its own outputs: console, the SQLite store (params,
+    tags, metric names, registry), and every artifact that is not a pickled model or a plot."""
+    texts = {}
+    with sqlite3.connect(folder / "mlflow.db") as con:
+        texts["mlflow.db"] = "\n".join(con.iterdump())
+    for path in (folder / "mlruns").rglob("*"):
+        if path.is_file() and path.suffix not in (".pkl", ".joblib", ".png"):
+            texts[str(path.relative_to(folder))] = path.read_text(errors="replace")
+    return texts
+
+
+def test_no_claim_of_the_history_or_batch_reaches_the_console_or_the_mlflow_store(demo_run):
+    folder, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    claims = pd.concat(
+        [pd.read_parquet(folder / "demo_output" / f) for f in ("history.parquet", "batch.parquet")],
+        ignore_index=True,
+    )
+    patients = set(claims["patient_id"])
+    diagnoses = set(";".join(claims["diagnosis_codes"]).split(";")) - {""}
+    texts = {"stdout": proc.stdout, "stderr": proc.stderr, **_store_texts(folder)}
+    assert "mlflow.db" in texts and any("input_example" in name for name in texts)  # the scan saw the store
+    for name, text in texts.items():
+        ids = set(re.findall(r"P\d+-\d+", text)) & patients
+        assert not ids, (name, sorted(ids)[:5])
+        if name.endswith("input_example.json"):
+            example = json.loads(text)
+            rows = example.get("dataframe_split", example)
+            assert {r[0] for r in rows["data"]} <= {f"EXAMPLE-{d}" for d in DRUG_LINES}, rows["data"][0][:2]
+            continue
+        found = {d for d in diagnoses if re.search(r"(?<![\w.])" + re.escape(d) + r"(?![\w.])", text)}
+        assert not found, (name, sorted(found)[:5])
