@@ -303,7 +303,7 @@ def score(
         str, typer.Option("--model", help="model.joblib, or an MLflow URI (models:/denial-model@champion).")
     ],
     rejects: Annotated[
-        Path | None, typer.Option(help="Rows that failed validation (default <output>.rejects.csv).")
+        Path | None, typer.Option(help="Rows that failed validation (default <output stem>.rejects.csv).")
     ] = None,
     history: Annotated[
         Path | None, typer.Option(help="Earlier lines for duplicate and frequency rules.")

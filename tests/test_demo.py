@@ -87,3 +87,48 @@ def test_no_claim_of_the_history_or_batch_reaches_the_console_or_the_mlflow_stor
             continue
         found = {d for d in diagnoses if re.search(r"(?<![\w.])" + re.escape(d) + r"(?![\w.])", text)}
         assert not found, (name, sorted(found)[:5])
+
+
+# README lines that are documented but not run here: the two set-up commands (CI runs them),
+# the MLflow UI (a server), the benchmarks (minutes each; they print their own figures).
+_NOT_RUN = ("make ", "mlflow ui", "python benchmarks/")
+
+
+def _readme_steps() -> list[tuple[str, str]]:
+    """("shell" | "python", text) for every command line and Python block of the README, in
+    order: continuation lines joined, comments and [optional] parts dropped."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    steps = []
+    for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):
+        if lang == "python":
+            steps.append(("python", body))
+            continue
+        if not re.search(r"^(denial-model|make|mlflow|python) ", body, flags=re.M):
+            continue  # not commands (the layout tree)
+        lines: list[str] = []
+        for line in body.splitlines():
+            if line.startswith((" ", "\t")) and lines and lines[-1].startswith("denial-model"):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line)
+        for line in lines:
+            command = re.sub(r"\s*\[[^\]]*\]", "", line.split("  #")[0]).strip()
+            if command.startswith("denial-model "):
+                steps.append(("shell", command))
+            else:
+                assert not command or command.startswith(_NOT_RUN), command  # a command this test forgot
+    return steps
+
+
+def test_the_readme_commands_and_snippets_run_as_written(demo_run):
+    """Every `denial-model` command and Python block of the README, in order, in the folder
+    `make demo` left (the snippets read demo_output/): each exits 0."""
+    folder, proc = demo_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    steps = _readme_steps()
+    assert sum(kind == "shell" for kind, _ in steps) >= 10 and sum(kind == "python" for kind, _ in steps) >= 2
+    cli = Path(sys.executable).parent / "denial-model"
+    for kind, text in steps:
+        args = [str(cli), *text.split()[1:]] if kind == "shell" else [sys.executable, "-c", text]
+        done = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, (text, done.stdout[-2000:], done.stderr[-2000:])
