@@ -45,3 +45,8 @@ class ConfigError(DenialModelError, ValueError):
 
 class TrackingError(DenialModelError):
     """An MLflow tracking store that cannot be reached when the job was told to require it."""
+
+
+class OutputError(DenialModelError, OSError):
+    """An output that cannot be written (full disk, read-only folder, file size limit); the
+    message names the file. Nothing partial is left behind (`files.atomic_output`)."""

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from denial_model.errors import ClaimTableError, ConfigError
+from denial_model.errors import ClaimTableError, ConfigError, OutputError
 from denial_model.table import READ_PROBLEM, check_required_columns
 
 __all__ = [
@@ -70,14 +70,26 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it replaces `path`, on any failure
     (including KeyboardInterrupt and SystemExit) it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def cannot_write(path: Path, exc: OSError) -> OutputError:
+    """The one message for an output that failed: the file and the system's reason (full
+    disk, read-only folder, file too large), not the library's wording."""
+    if isinstance(exc, OutputError):
+        return exc
+    why = os.strerror(exc.errno) if exc.errno else str(exc).splitlines()[0]
+    return OutputError(f"{path}: cannot write: {why}")
 
 
 def _existing(path: str | Path) -> tuple[Path, str]:
@@ -408,7 +420,10 @@ class TableWriter:
     def _wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            pending.result()  # a failed write raises here, in the caller
+            try:
+                pending.result()  # a failed write raises here, in the caller
+            except OSError as exc:
+                raise cannot_write(self.path, exc) from None
 
     def _write(self, table: pa.Table) -> None:
         parquet = self.format == "parquet"
@@ -436,10 +451,14 @@ class TableWriter:
         then moves it into place. Two outputs that belong together (scores and rejects) are
         both finished before either is committed."""
         self._wait()
-        if self._writer is None:
-            self._write(empty)
-        self._finish()
-        self._pool.shutdown()
+        try:
+            if self._writer is None:
+                self._write(empty)
+            self._finish()
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
+        finally:
+            self._pool.shutdown()
 
     def commit(self) -> None:
         self._output.__exit__(None, None, None)

@@ -501,3 +501,32 @@ def test_a_batch_too_small_to_measure_drift_reports_none(model_path, batch):
     big = {"score": np.asarray(ref["score"]["counts"]) * 0 + MIN_DRIFT_LINES}
     assert "score" in drift_report(ref, big)
     assert ScoreSummary().quantiles() == {}
+
+
+def test_an_output_that_cannot_be_written_is_one_message_naming_it_and_leaves_nothing(
+    tmp_path, model_path, batch
+):
+    """A real write failure, not a mocked one: the job runs under a file-size limit (what a
+    full disk does to a write: the bytes do not fit), mid-way through writing its output."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    src = tmp_path / "in" / "b.parquet"
+    src.parent.mkdir()
+    batch.to_parquet(src)
+    out = tmp_path / "out"
+    cli = Path(sys.executable).parent / "denial-model"
+    cmd = [str(cli), "score", str(src), "-o", str(out / "s.csv"), "--model", str(model_path), "--no-tracking"]
+    done = subprocess.run(cmd, preexec_fn=limit, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2, (done.stdout[-1000:], done.stderr[-2000:])
+    message = done.stderr.strip()
+    assert "s.csv: cannot write: File too large" in " ".join(message.split()), message
+    assert len(message.splitlines()) <= 3 and "Traceback" not in message, message
+    assert not out.exists() or list(out.iterdir()) == []
