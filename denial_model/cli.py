@@ -191,6 +191,45 @@ def sample(
 
 @app.command()
 @friendly
+def ingest(
+    claims: Annotated[
+        list[Path], typer.Option("--claims", help="837P files or folders (repeat the option for several).")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The claim-line table (.parquet, .csv).")],
+    remits: Annotated[
+        list[Path] | None, typer.Option("--remits", help="835 files or folders; without: unlabeled lines.")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Remit lines that meet no claim line (default <output stem>.rejects.csv)."),
+    ] = None,
+    payer_map: Annotated[
+        Path | None,
+        typer.Option("--payer-map", help="YAML: payer id -> payer type, over the filing indicator."),
+    ] = None,
+) -> None:
+    """Read X12 837P claims (and 835 remittances) into the claim-line table.
+
+    With --remits the table carries the outcomes (`denied`, `carc_codes`, `paid_amount`,
+    `adjudication_date`) that `train` learns from; lines with no remit yet are kept as
+    pending (no label). Without, it is the unlabeled batch `check` and `score` take."""
+    from denial_model.files import default_rejects_path, refuse_overwriting_input, write_table
+    from denial_model.report import print_ingest_summary
+    from denial_model.x12 import ingest as run_ingest
+    from denial_model.x12 import load_payer_map, x12_files
+
+    rejects_path = rejects or default_rejects_path(output)
+    for src in x12_files([*claims, *(remits or [])]):
+        refuse_overwriting_input(src, output, rejects_path)
+    with console.status("reading X12"):
+        res = run_ingest(claims, remits, load_payer_map(payer_map))
+    write_table(res.lines, output)
+    write_table(res.rejects, rejects_path)
+    print_ingest_summary(res.counts, res.notes, f"Ingested -> {output} (rejects: {rejects_path})")
+
+
+@app.command()
+@friendly
 def simulate(
     output: Annotated[Path, typer.Option("--output", "-o", help="History file (.parquet or .csv).")],
     lines: Annotated[int, typer.Option(help="About this many lines (whole claims).")] = 200_000,

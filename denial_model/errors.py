@@ -19,6 +19,7 @@ __all__ = [
     "DenialModelError",
     "PackError",
     "TrackingError",
+    "X12Error",
 ]
 
 
@@ -50,3 +51,8 @@ class TrackingError(DenialModelError):
 class OutputError(DenialModelError, OSError):
     """An output that cannot be written (full disk, read-only folder, file size limit); the
     message names the file. Nothing partial is left behind (`files.atomic_output`)."""
+
+
+class X12Error(DenialModelError, ValueError):
+    """An X12 837/835 file that cannot be read as it stands; the message names the file,
+    the 1-based segment position and the problem."""

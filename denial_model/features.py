@@ -243,7 +243,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             "days_to_submission": (df["submission_date"] - df["service_date"]).dt.days.to_numpy(dtype=float),
             "n_modifiers": _per_value(df["modifiers"], lambda m: m.count(";") + (m != "")),
             "n_diagnoses": _per_value(df["diagnosis_codes"], lambda d: d.count(";") + 1),
-            "n_documentation": _popcount(frame.documentation_mask),
+            "n_documentation": np.where(
+                frame.documentation_unknown, np.nan, _popcount(frame.documentation_mask)
+            ),
             "has_ndc": (df["ndc"] != "").to_numpy(dtype=float),
             "has_prior_auth": (df["prior_auth_number"] != "").to_numpy(dtype=float),
             "has_description": (df["drug_description"] != "").to_numpy(dtype=float),

@@ -11,7 +11,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 
 from denial_model.rules.engine import evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, denied_labels, validate
+from denial_model.table import ClaimFrame, denied_labels, labeled_lines, validate
 
 
 def score_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -44,7 +44,9 @@ class Splits:
 def time_split(history: pd.DataFrame, test_months: int = 4, calib_months: int = 2) -> Splits:
     """The one split of the toolkit: the last `test_months` months of service dates are the
     test, the `calib_months` before them the calibration slice, the rest the training slice.
-    Training, evaluation and the oracle report all cut a history with it."""
+    Training, evaluation and the oracle report all cut a history with it. Lines with no
+    outcome yet (`denied` empty: an ingested claim not remitted) are pending: left out."""
+    history = labeled_lines(history)
     svc = pd.to_datetime(history["service_date"])
     last = svc.max().to_period("M").to_timestamp()
     test_from = last - pd.DateOffset(months=test_months - 1)

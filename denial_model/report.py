@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, TimeElapsedColumn
 from rich.table import Table
 
@@ -86,6 +87,13 @@ def print_findings(checked: pd.DataFrame, pack: RulePack) -> None:
                 str(row.claim_id), str(row.line_number), str(row.hcpcs_code), rid, r.category, carc, r.fix
             )
     console.print(t)
+
+
+def print_ingest_summary(counts: dict[str, int], notes: list[str], title: str) -> None:
+    """What `ingest` read, matched and rejected, and what it read leniently."""
+    _measures(title, [(k, f"{v:,}") for k, v in counts.items()])
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def print_history_summary(summary, title: str = "Simulated history") -> None:

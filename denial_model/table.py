@@ -36,6 +36,10 @@ DOCUMENTATION_TOKENS: tuple[str, ...] = (
     "infection_screening",
 )
 DOC_BIT = {tok: 1 << i for i, tok in enumerate(DOCUMENTATION_TOKENS)}
+# `documentation` = "unknown": the line's documentation is not known (an 837 does not carry
+# it), which is not "none": rules that need a document do not fire on such a line
+# (`ClaimFrame.documentation_mask` holds every bit) and the model sees it (features).
+DOC_UNKNOWN = "unknown"
 
 # The claim-line table's columns in the order docs/claim-lines.md lists them.
 INPUT_COLUMNS: tuple[str, ...] = (
@@ -104,7 +108,7 @@ _STRING_COLS = (
 _ICD_RE = r"[A-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?"
 _MOD_PATTERN = r"[A-Z0-9]{2}(?:;[A-Z0-9]{2}){0,3}"
 _DX_PATTERN = rf"{_ICD_RE}(?:;{_ICD_RE})*"
-_DOC_PATTERN = "(?:{0})(?:;(?:{0}))*".format("|".join(DOCUMENTATION_TOKENS))
+_DOC_PATTERN = "(?:{0})(?:;(?:{0}))*|{1}".format("|".join(DOCUMENTATION_TOKENS), DOC_UNKNOWN)
 _HCPCS_PATTERN = r"[A-Z]\d{4}|\d{4}[0-9A-Z]"
 
 
@@ -342,6 +346,16 @@ _TRUE = frozenset({"true", "t", "1", "1.0", "yes", "y"})
 _FALSE = frozenset({"false", "f", "0", "0.0", "no", "n"})
 
 
+def labeled_lines(df: pd.DataFrame) -> pd.DataFrame:
+    """The lines with an outcome: a missing `denied` (null, NaN or empty text) is a line not
+    adjudicated yet (pending), which no model can learn from."""
+    if "denied" not in df.columns:
+        return df
+    s = df["denied"]
+    pending = s.isna() | (s.astype(str).str.strip() == "") if s.dtype == object else s.isna()
+    return df if not pending.any() else df.loc[~pending.to_numpy()].reset_index(drop=True)
+
+
 def denied_labels(df: pd.DataFrame) -> np.ndarray:
     """The `denied` label as bool, whatever the file stored: booleans, 0/1, or text
     (`true`/`false`, `1`/`0`, `yes`/`no`, any case; a CSV history is all text, and
@@ -551,7 +565,13 @@ def _drug_and_clinical(text: dict[str, pd.Series], problems: _Problems) -> dict[
     bad_doc = (docs != "") & ~_fullmatch(docs, _DOC_PATTERN)
     if bad_doc.any():
         unknown = per_unique(
-            docs, lambda x: x.str.split(";").map(lambda t: ", ".join(k for k in t if k not in DOC_BIT))
+            docs,
+            lambda x: x.str.split(";").map(
+                lambda t: (
+                    ", ".join(k for k in t if k not in DOC_BIT)
+                    + (f" ({DOC_UNKNOWN!r} stands alone)" if DOC_UNKNOWN in t else "")
+                )
+            ),
         )
         problems.flag("documentation", bad_doc, "has unknown token(s):", unknown)
     return {
@@ -701,12 +721,20 @@ class ClaimFrame:
 
     @cached_property
     def documentation_mask(self) -> np.ndarray:
-        """Bit mask of documentation tokens present (bit i = DOCUMENTATION_TOKENS[i])."""
+        """Bit mask of documentation tokens present (bit i = DOCUMENTATION_TOKENS[i]); every
+        bit for documentation that is not known (`DOC_UNKNOWN`), so no rule finds one missing."""
         codes, uniques = _factorize(self.df["documentation"])
         masks = np.zeros(len(uniques) + 1, dtype=np.int64)
         for i, u in enumerate(uniques):
+            if u == DOC_UNKNOWN:
+                masks[i] = sum(DOC_BIT.values())
+                continue
             masks[i] = reduce(or_, (DOC_BIT[t] for t in str(u).split(";") if t in DOC_BIT), 0)
         return masks[codes]
+
+    @cached_property
+    def documentation_unknown(self) -> np.ndarray:
+        return (self.df["documentation"] == DOC_UNKNOWN).to_numpy()
 
     @cached_property
     def is_jw(self) -> np.ndarray:
