@@ -235,7 +235,7 @@ def test_remits_meet_their_lines_and_give_the_documented_labels(pair):
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
     assert res.lines.loc[0, "prior_auth_number"] == "PA77" and res.lines.loc[0, "diagnosis_codes"] == "F10.20"
     assert res.counts["claim lines pending (no remit yet)"] == 1
-    assert res.counts["superseded remit lines (a later adjudication or a reversal)"] == 3
+    assert res.counts["superseded remit lines (reversed, or a later adjudication of the line)"] == 3
     assert (
         res.rejects["claim_id"].tolist() == ["CLMX"] and "none of the 837 files" in res.rejects["reason"][0]
     )
@@ -306,3 +306,70 @@ def test_a_malformed_file_is_one_error_naming_file_and_segment(tmp_path, pair, c
     assert str(err.value).startswith(str(src))
     res = CliRunner().invoke(app, ["ingest", "--claims", str(src), "--output", str(tmp_path / "o.parquet")])
     assert res.exit_code == 2 and "Traceback" not in res.output and not (tmp_path / "o.parquet").exists()
+
+
+# -- simulate -> X12 -> ingest ----------------------------------------------------------------
+
+_CARRIED = [
+    "claim_id", "patient_id", "provider_npi", "payer_id", "payer_type", "service_date", "submission_date",
+    "place_of_service", "hcpcs_code", "modifiers", "units", "billed_amount", "ndc", "ndc_quantity",
+    "ndc_unit", "drug_description", "diagnosis_codes", "prior_auth_number",
+    "denied", "carc_codes", "paid_amount", "adjudication_date",
+]  # fmt: skip
+
+
+def _comparable(df: pd.DataFrame, line: pd.Series) -> pd.DataFrame:
+    """Validated, in claim then `line` order, values as text with one spelling of missing."""
+    lines = validate(df.assign(_line=line.to_numpy())).lines
+    lines["adjudication_date"] = pd.to_datetime(lines["adjudication_date"]).dt.strftime("%Y-%m-%d")
+    lines = lines.assign(claim_id=lines["claim_id"].astype(str)).sort_values(["claim_id", "_line"])
+    return lines[_CARRIED].astype(object).fillna("").astype(str).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def simulated_x12(tmp_path_factory):
+    from denial_model.simulate import SimConfig, simulate
+    from denial_model.x12.writers import write_835, write_837
+
+    folder = tmp_path_factory.mktemp("x12")
+    history = simulate(SimConfig(lines=4_000, seed=11))
+    write_837(history, folder / "claims.837")
+    write_835(history, folder / "remits.835")
+    return history, folder
+
+
+def test_a_simulated_history_comes_back_from_its_837_and_835(simulated_x12):
+    """Every column an 837 or 835 carries, labels included; the line number is LX01, the
+    line's place in its claim, and REF*6R (`<claim>-<line>`) says which line it was."""
+    history, folder = simulated_x12
+    res = ingest([folder / "claims.837"], [folder / "remits.835"])
+    assert res.counts["claim lines matched to a remit"] == len(history) and len(res.rejects) == 0
+    sent_as = res.lines["line_control_number"].str.rsplit("-", n=1).str[1].astype(int)
+    got, want = _comparable(res.lines, sent_as), _comparable(history, history["line_number"])
+    pd.testing.assert_frame_equal(got, want)
+    position = res.lines.groupby("claim_id").cumcount() + 1
+    assert (res.lines["line_number"].astype(int) == position).all()
+    assert set(res.lines["documentation"]) == {"unknown"}  # not on an 837
+
+
+@pytest.mark.parametrize("name", ["claims.837", "remits.835"])
+def test_what_the_writers_write_is_valid_against_the_pyx12_hipaa_maps(simulated_x12, name):
+    import io
+    import json
+    import logging
+
+    import pyx12.params
+    import pyx12.x12n_document
+
+    _, folder = simulated_x12
+    logging.disable(logging.CRITICAL)
+    try:
+        errors = io.StringIO()
+        ok = pyx12.x12n_document.x12n_document(
+            pyx12.params.params(), str(folder / name), io.StringIO(), None, fd_json=errors
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+    found = re.findall(r'"err_str":\s*"([^"]*)"', errors.getvalue())
+    assert ok and not found, found[:5]
+    assert json.loads(errors.getvalue())  # the report was written: the map was found and walked

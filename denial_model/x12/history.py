@@ -1,8 +1,10 @@
 """837 lines meet their 835 remit lines: the labeled claim-line history `train` takes.
 
-**Which adjudication counts.** A claim can be remitted more than once (a reversal, CLP02 =
-22, then a corrected payment). The latest remit of each claim wins (adjudication date, then
-input order); a claim whose latest remit is a reversal is pending again. An 837 claim sent
+**Which adjudication counts.** A claim can be remitted more than once: in parts (lines
+adjudicated on different days), or reversed (CLP02 = 22) and paid again. A reversal
+cancels every earlier adjudication of its claim; of what remains, each line takes the
+latest adjudication that pays it (adjudication date, then input order); a claim whose
+last word is a reversal is pending again. An 837 claim sent
 more than once (CLM05-3 = 7, a replacement) is read from its latest submission; a void (8)
 withdraws it.
 
@@ -13,10 +15,12 @@ code. A claim remitted without service lines gives its outcome to all its lines.
 
 **The labels** (docs/claim-lines.md): `paid_amount` is SVC03; `carc_codes` every
 `GROUP-CARC` of the line's adjustments (CAS), in order, once each; `denied` is true when
-the claim is denied (CLP02 = 4) or the line is paid nothing and an adjustment gives a reason
-other than what the patient owes or a contract reduces (`NOT_DENIALS`: PR-1/2/3, CO-45,
-CO-253, OA-23, ...), so a line whose zero payment is the deductible is not a denial.
-`adjudication_date` is the remit's production date.
+the claim is denied (CLP02 = 4) or the line is paid nothing and some adjustment is not
+one that leaves the line owed by someone else (`NOT_DENIALS`: the patient's deductible,
+coinsurance or copay PR-1/2/3, another payer's earlier payment OA-23, sequestration
+CO-253). So a contractual CO-45 on a paid line is no denial (the line was paid), a zero
+payment that is the deductible is none either, and a line allowed nothing (CO-45 for the
+whole charge, CO-16, CO-50, ...) is one. `adjudication_date` is the remit's production date.
 
 Claim lines with no remit yet are kept, unlabeled (`denied` empty): pending, scored but not
 trained on. Remit lines that meet no claim line go to the rejects with the reason.
@@ -33,11 +37,9 @@ from denial_model.table import REJECT_COLUMNS
 
 __all__ = ["NOT_DENIALS", "Joined", "join_remits", "labels", "latest_claims"]
 
-# Adjustment reasons that do not make a zero-paid line a denial: what the patient owes
-# (1 deductible, 2 coinsurance, 3 copay), contract and fee-schedule reductions (45, 42),
-# sequestration (253), another payer's earlier adjudication (23), and processing in
-# excess of charges (94).
-NOT_DENIALS = frozenset({"1", "2", "3", "23", "42", "45", "94", "253"})
+# Adjustments that leave a zero-paid line owed by someone else, so not denied: the patient's
+# deductible, coinsurance, copay; another payer's earlier payment; sequestration.
+NOT_DENIALS = frozenset({"PR-1", "PR-2", "PR-3", "OA-23", "CO-253"})
 _REVERSAL, _DENIED = "22", "4"
 
 
@@ -57,7 +59,7 @@ def labels(remits: pd.DataFrame) -> pd.DataFrame:
     codes = adj.str.replace(r":[^;]*", "", regex=True)
     carcs = codes.map(lambda c: ";".join(dict.fromkeys(x for x in c.split(";") if x)))  # per distinct text
     reasons = codes.str.split(";").explode()
-    reasons = reasons[reasons.fillna("") != ""].str.split("-", n=1).str[1]
+    reasons = reasons[reasons.fillna("") != ""]
     denial_reason = (
         (~reasons.isin(NOT_DENIALS)).groupby(level=0).any().reindex(remits.index, fill_value=False)
     )
@@ -83,12 +85,13 @@ def latest_claims(claims: pd.DataFrame) -> pd.DataFrame:
     return sent.drop_duplicates(["claim_id", "line_number"], keep="last").drop(columns="_order")
 
 
-def _latest_remits(remits: pd.DataFrame) -> pd.DataFrame:
-    """The remit lines of each claim's latest adjudication; none for a claim reversed last."""
-    order = remits.sort_values(["adjudication_date", "order"], kind="stable")
-    latest = order.groupby("claim_id")["remit"].last()
-    r = remits[remits["remit"].to_numpy() == latest.reindex(remits["claim_id"]).to_numpy()]
-    return r[r["claim_status"] != _REVERSAL]
+def _live_remits(remits: pd.DataFrame) -> pd.DataFrame:
+    """The remit lines still in force: a reversal (CLP02 = 22) cancels every earlier
+    adjudication of its claim, and is no outcome itself."""
+    when = remits["adjudication_date"] + "#" + remits["order"].map("{:012d}".format)
+    reversed_at = when.where(remits["claim_status"] == _REVERSAL).groupby(remits["claim_id"]).transform("max")
+    cancelled = reversed_at.notna() & (when <= reversed_at)
+    return remits[~cancelled.to_numpy()]
 
 
 _PASSES = (
@@ -99,33 +102,58 @@ _PASSES = (
 )
 
 
-def join_remits(claims: pd.DataFrame, remits: pd.DataFrame) -> Joined:
-    """Claim lines (`latest_claims` of read_837) with the labels of their remit lines (read_835)."""
-    lines = claims.reset_index(drop=True)
-    todo = _latest_remits(remits)
-    lab = labels(todo)
-    todo = todo.assign(_row=np.arange(len(todo)))
-    lab.index = todo["_row"].to_numpy()
-    matched = pd.Series(-1, index=lines.index, dtype=np.int64)
-    line_level, claim_level = todo[~todo["claim_level"]], todo[todo["claim_level"]]
-    for keys in _PASSES:
-        free = lines[matched.to_numpy() < 0]
-        if not len(free) or not len(line_level):
-            break
-        cols = ["claim_id", *keys]
-        usable = line_level[(line_level[list(keys)] != "").all(axis=1)]
-        left = free[cols].assign(_n=free.groupby(cols).cumcount(), _line=free.index)
-        right = usable[[*cols, "_row"]].assign(_n=usable.groupby(cols).cumcount())
-        pairs = left.merge(right, on=[*cols, "_n"])
-        matched[pairs["_line"].to_numpy()] = pairs["_row"].to_numpy()
-        line_level = line_level[~line_level["_row"].isin(pairs["_row"])]
-    free = lines[matched.to_numpy() < 0]
-    whole = (
-        free[["claim_id"]].reset_index().merge(claim_level[["claim_id", "_row"]].drop_duplicates("claim_id"))
+def _pair_lines(lines: pd.DataFrame, remit_lines: pd.DataFrame) -> pd.DataFrame:
+    """(line, _row) pairs: each line-level remit line with the claim line it adjudicates.
+
+    Within one adjudication (`remit`) a claim line is paid once: the passes pair the n-th
+    remit line with the n-th free claim line of the same claim and keys; a line another
+    adjudication of the claim paid is free again for this one (a claim paid in parts)."""
+    found: list[pd.DataFrame] = []
+    todo = remit_lines
+    # the candidate (adjudication, claim line) pairs: every line of each remitted claim
+    slots = (
+        lines[["claim_id"]].reset_index(names="_line").merge(todo[["claim_id", "remit"]].drop_duplicates())
     )
-    matched[whole["index"].to_numpy()] = whole["_row"].to_numpy()
-    claim_level = claim_level[~claim_level["claim_id"].isin(lines["claim_id"])]
-    got = matched.to_numpy()
+    for keys in _PASSES:
+        if not len(todo) or not len(slots):
+            break
+        cols = ["remit", "claim_id", *keys]
+        usable = todo[(todo[list(keys)] != "").all(axis=1)]
+        free = slots.join(lines[list(keys)], on="_line")
+        left = free.assign(_n=free.groupby(cols).cumcount())
+        right = usable[[*cols, "_row"]].assign(_n=usable.groupby(cols).cumcount())
+        pairs = left.merge(right, on=[*cols, "_n"])[["_line", "_row", "remit"]]
+        found.append(pairs[["_line", "_row"]])
+        todo = todo[~todo["_row"].isin(pairs["_row"])]
+        taken = pd.MultiIndex.from_frame(pairs[["remit", "_line"]])
+        slots = slots[~pd.MultiIndex.from_frame(slots[["remit", "_line"]]).isin(taken)]
+    return (
+        pd.concat(found, ignore_index=True)
+        if found
+        else pd.DataFrame({"_line": [], "_row": []}, dtype=np.int64)
+    )
+
+
+def join_remits(claims: pd.DataFrame, remits: pd.DataFrame) -> Joined:
+    """Claim lines (`latest_claims` of read_837) with the labels of their remit lines
+    (read_835): per line, the latest adjudication that pays it."""
+    lines = claims.reset_index(drop=True)
+    live = _live_remits(remits)
+    live = live.assign(_row=np.arange(len(live)))
+    lab = labels(live).set_axis(live["_row"].to_numpy())
+    line_level, claim_level = live[~live["claim_level"]], live[live["claim_level"]]
+    pairs = _pair_lines(lines, line_level)
+    whole = (
+        lines[["claim_id"]]
+        .reset_index(names="_line")
+        .merge(claim_level[["claim_id", "_row"]])[["_line", "_row"]]
+    )
+    pairs = pd.concat([pairs, whole], ignore_index=True).astype(np.int64)
+    when = live.set_index("_row")[["adjudication_date", "order"]]
+    pairs = pairs.join(when, on="_row").sort_values(["adjudication_date", "order"], kind="stable")
+    latest = pairs.drop_duplicates("_line", keep="last")
+    got = np.full(len(lines), -1, dtype=np.int64)
+    got[latest["_line"].to_numpy()] = latest["_row"].to_numpy()
     out = lines.assign(
         denied=pd.Series(pd.NA, index=lines.index, dtype="boolean"),
         carc_codes="",
@@ -135,6 +163,9 @@ def join_remits(claims: pd.DataFrame, remits: pd.DataFrame) -> Joined:
     hit = got >= 0
     for col in ("denied", "carc_codes", "paid_amount", "adjudication_date"):
         out.loc[hit, col] = lab.loc[got[hit], col].to_numpy()
+    out["adjudication_date"] = pd.to_datetime(out["adjudication_date"].replace("", None), format="%Y-%m-%d")
+    used = live["_row"].isin(pairs["_row"])
+    line_level, claim_level = line_level[~used[line_level.index]], claim_level[~used[claim_level.index]]
     orphans = pd.concat([line_level, claim_level]).sort_values("order")
     rejects = pd.DataFrame(
         {
@@ -165,7 +196,10 @@ def join_remits(claims: pd.DataFrame, remits: pd.DataFrame) -> Joined:
         "claim lines matched to a remit": int(hit.sum()),
         "claim lines pending (no remit yet)": int((~hit).sum()),
         "remit lines": len(remits),
-        "superseded remit lines (a later adjudication or a reversal)": len(remits) - len(todo),
+        "superseded remit lines (reversed, or a later adjudication of the line)": len(remits)
+        - len(live)
+        + int(used.sum())
+        - latest["_row"].nunique(),
         "orphan remit lines (rejects)": len(rejects),
     }
     return Joined(out, rejects, counts)
