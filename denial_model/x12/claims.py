@@ -29,6 +29,12 @@ LX segment's position), so every row can be traced to its segments.
 
 Other payers' loops inside a claim (2320/2330, coordination of benefits) and line
 adjudication (2430) are passed over: they describe someone else's decision.
+
+How the loops are found without a loop over segments: every segment knows the last HL,
+CLM and LX before it in its transaction (a forward fill of their positions), so "inside a
+claim" is "a CLM came after the last HL" and "inside a line" is "an LX came after that
+CLM"; each field is then the matching segments of its loop, joined on the HL, claim or
+line number.
 """
 
 from __future__ import annotations
@@ -36,11 +42,20 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from denial_model.x12.segments import Segment, Transaction, read_transactions
+from denial_model.x12.segments import Segments, join_groups, read_segments
 
-__all__ = ["PAYER_TYPES", "UNKNOWN_DOCUMENTATION", "read_837"]
+__all__ = [
+    "PAYER_TYPES",
+    "UNKNOWN_DOCUMENTATION",
+    "last_where",
+    "loop_values",
+    "procedures",
+    "read_837",
+    "x12_dates",
+]
 
 # SBR09 claim filing indicator -> payer type. The table has four payer types; federal
 # programs other than Medicare and Medicaid (TRICARE, VA, other federal) are read as
@@ -51,32 +66,11 @@ PAYER_TYPES: dict[str, str] = {
     "MC": "medicaid",
     "16": "medicare_advantage",
     **dict.fromkeys(
-        (
-            "09",
-            "10",
-            "11",
-            "12",
-            "13",
-            "14",
-            "15",
-            "17",
-            "AM",
-            "BL",
-            "CH",
-            "CI",
-            "DS",
-            "FI",
-            "HM",
-            "LM",
-            "OF",
-            "TV",
-            "VA",
-            "WC",
-            "ZZ",
-        ),
+        ("09", "10", "11", "12", "13", "14", "15", "17", "AM", "BL", "CH", "CI", "DS", "FI", "HM", "LM",
+         "OF", "TV", "VA", "WC", "ZZ"),
         "commercial",
     ),
-}
+}  # fmt: skip
 # What the documentation column holds for a line whose documentation is not known (an 837
 # does not carry it): rules that need a document do not fire on it (table.ClaimFrame).
 UNKNOWN_DOCUMENTATION = "unknown"
@@ -87,17 +81,19 @@ def read_837(
 ) -> pd.DataFrame:
     """Every service line of every 837P claim in `paths`, as claim-line rows (text cells,
     as a CSV export holds them; `validate` types them)."""
-    rows: list[dict] = []
+    parts = []
     for path in paths:
-        for tx in read_transactions(path):
-            if tx.kind != "837":
-                raise tx.error(None, f"is a {tx.kind} transaction where an 837 was expected")
-            if "X222" not in tx.version:
-                raise tx.error(None, f"version {tx.version!r} is not an 837P (005010X222A1/A2)")
-            rows.extend(_Claims(tx, payer_map or {}).rows())
-            if notes is not None:
-                notes.extend(tx.notes)
-    return pd.DataFrame(rows, columns=_COLUMNS)
+        segs = read_segments(path)
+        wrong = segs.transactions[segs.transactions["kind"] != "837"]
+        if len(wrong):
+            raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an 837 was expected")
+        old = segs.transactions[~segs.transactions["version"].str.contains("X222")]
+        if len(old):
+            raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an 837P (005010X222A1/A2)")
+        parts.append(_lines(segs, payer_map or {}))
+        if notes is not None:
+            notes.extend(segs.notes)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_COLUMNS)
 
 
 _COLUMNS = [
@@ -108,200 +104,316 @@ _COLUMNS = [
 ]  # fmt: skip
 
 
-def _date(tx: Transaction, seg: Segment) -> str:
-    """DTP03 as YYYY-MM-DD (D8, or the first day of an RD8 range)."""
-    qualifier, value = seg.get(2), seg.get(3)
-    day = value[:8] if qualifier == "RD8" else value
-    if qualifier not in ("D8", "RD8") or len(day) != 8 or not day.isdigit():
-        raise tx.error(seg, f"date {value!r} ({qualifier}) is not D8 or RD8 CCYYMMDD")
-    return f"{day[:4]}-{day[4:6]}-{day[6:]}"
-
-
-def _icd10(code: str) -> str:
-    return code if len(code) <= 3 or "." in code else f"{code[:3]}.{code[3:]}"
-
-
-class _Claims:
-    """The loop state of one transaction, read segment by segment."""
-
-    def __init__(self, tx: Transaction, payer_map: dict[str, str]):
-        self.tx, self.payer_map = tx, payer_map
-        self.submitted = ""
-        self.provider = self.payer_id = self.filing = self.subscriber = self.patient = ""
-        self.hl_level = ""
-        self.claim: dict | None = None
-        self.line: dict | None = None
-        self.out: list[dict] = []
-
-    def rows(self) -> list[dict]:
-        for seg in self.tx.segments:
-            handler = getattr(self, f"_{seg.id.lower()}", None)
-            if handler is not None:
-                handler(seg)
-        self._close_claim(None)
-        return self.out
-
-    # -- header and hierarchy -------------------------------------------------------------
-    def _bht(self, seg: Segment) -> None:
-        self.submitted = _date(self.tx, Segment("DTP", ("", "D8", seg.get(4)), seg.position))
-
-    def _hl(self, seg: Segment) -> None:
-        self._close_claim(seg)
-        self.hl_level = seg.get(3)
-        if self.hl_level == "22":
-            self.patient = ""
-        elif self.hl_level not in ("20", "23"):
-            raise self.tx.error(seg, f"HL03 {self.hl_level!r} is not 20, 22 or 23")
-
-    def _sbr(self, seg: Segment) -> None:
-        if self.claim is None and self.hl_level == "22":  # 2000B, not another payer's 2320
-            self.filing = seg.get(9)
-
-    def _nm1(self, seg: Segment) -> None:
-        entity = seg.get(1)
-        if self.claim is not None:
-            return  # 2310/2320/2330/2420 names: not ours
-        if entity == "85":
-            self.provider = seg.get(9)
-        elif entity == "IL":
-            self.subscriber = seg.get(9)
-        elif entity == "PR":
-            self.payer_id = seg.get(9)
-        elif entity == "QC":
-            self.patient = f"{seg.get(3)}^{seg.get(4)}"
-
-    def _dmg(self, seg: Segment) -> None:
-        if self.claim is None and self.hl_level == "23":
-            self.patient += f"^{seg.get(2)}"
-
-    def _patient_id(self) -> str:
-        """The subscriber's member id; a dependent (2000C) adds a digest of name and birth
-        date (the 837 gives a dependent no id of its own), not the name itself."""
-        if not self.patient:
-            return self.subscriber
-        return f"{self.subscriber}/{hashlib.sha256(self.patient.encode()).hexdigest()[:10]}"
-
-    # -- claim ----------------------------------------------------------------------------
-    def _clm(self, seg: Segment) -> None:
-        self._close_claim(seg)
-        place, _, frequency = ([*self.tx.components(seg.get(5)), "", "", ""])[:3]
-        filing = self.filing
-        payer_type = self.payer_map.get(self.payer_id) or PAYER_TYPES.get(filing)
-        if payer_type is None:
-            raise self.tx.error(seg, f"claim filing indicator SBR09 {filing!r} is not in the X12 code list")
-        self.claim = {
-            "claim_id": seg.get(1),
-            "patient_id": self._patient_id(),
-            "provider_npi": self.provider,
-            "payer_id": self.payer_id,
-            "payer_type": payer_type,
-            "submission_date": self.submitted,
-            "place_of_service": place,
-            "claim_frequency": frequency,
-            "service_date": "",
-            "prior_auth_number": "",
-            "diagnoses": [],
-            "segment": seg,
-            "lines": [],
-        }
-
-    def _hi(self, seg: Segment) -> None:
-        if self.claim is None or self.line is not None:
-            return
-        for element in seg.elements:
-            if element:
-                qualifier, code = ([*self.tx.components(element), ""])[:2]
-                if qualifier not in ("ABK", "ABF", "BK", "BF"):
-                    continue  # other HI segments: conditions, occurrence codes
-                self.claim["diagnoses"].append(_icd10(code))
-
-    def _ref(self, seg: Segment) -> None:
-        target = self.line if self.line is not None else self.claim
-        if target is None:
-            return
-        if seg.get(1) == "G1":
-            target["prior_auth_number"] = seg.get(2)
-        elif seg.get(1) == "6R" and self.line is not None:
-            self.line["line_control_number"] = seg.get(2)
-
-    def _dtp(self, seg: Segment) -> None:
-        target = self.line if self.line is not None else self.claim
-        if target is not None and seg.get(1) == "472":
-            target["service_date"] = _date(self.tx, seg)
-
-    # -- lines ----------------------------------------------------------------------------
-    def _lx(self, seg: Segment) -> None:
-        if self.claim is None:
-            raise self.tx.error(seg, "a service line (LX) outside a claim")
-        self.line = {"line_number": seg.get(1), "lx": seg, "service_date": "", "prior_auth_number": ""}
-        self.claim["lines"].append(self.line)
-
-    def _sv1(self, seg: Segment) -> None:
-        if self.line is None:
-            raise self.tx.error(seg, "SV1 without an LX")
-        procedure = self.tx.procedure(seg, seg.get(1), ("HC", "WK"))
-        procedure += [""] * (8 - len(procedure))
-        self.line.update(
-            hcpcs_code=procedure[1],
-            modifiers=";".join(m for m in procedure[2:6] if m),
-            drug_description=procedure[6],
-            billed_amount=seg.get(2),
-            units=seg.get(4),
-            place_of_service=seg.get(5),
-            pointers=[p for p in self.tx.components(seg.get(7)) if p],
+def x12_dates(segs: Segments, qualifier: pd.Series, value: pd.Series) -> pd.Series:
+    """D8 (CCYYMMDD) or RD8 (a range: its first day) as YYYY-MM-DD; anything else is an
+    error naming the segment (the series are indexed by segment row)."""
+    day = value.str[:8]
+    parsed = pd.to_datetime(day, format="%Y%m%d", errors="coerce")
+    ok = qualifier.isin(["D8", "RD8", ""]) & parsed.notna()
+    if not ok.all():
+        row = ok.index[int(np.flatnonzero(~ok.to_numpy())[0])]
+        raise segs.error(
+            int(segs.frame.at[row, "position"]),
+            f"date {value[row]!r} ({qualifier[row] or 'D8'}) is not CCYYMMDD",
         )
+    return day.str[:4] + "-" + day.str[4:6] + "-" + day.str[6:]
 
-    def _lin(self, seg: Segment) -> None:
-        if self.line is not None and seg.get(2) == "N4":
-            self.line["ndc"] = seg.get(3)
 
-    def _ctp(self, seg: Segment) -> None:
-        if self.line is not None:
-            self.line["ndc_quantity"] = seg.get(4)
-            self.line["ndc_unit"] = self.tx.components(seg.get(5))[0]
+def last_where(segs: Segments, mask: np.ndarray, reset: np.ndarray | None = None) -> np.ndarray:
+    """For each segment, the row of the last segment where `mask` holds, at or before it in
+    its transaction and since the last `reset`; -1 when there is none."""
+    f = segs.frame
+    n = np.arange(len(f))
+    tx = f["tx"].to_numpy()
+    starts = np.r_[True, tx[1:] != tx[:-1]]
+    resets = starts | (reset if reset is not None else False)
+    mark = np.where(mask, n, np.where(resets, -1, -2)).astype(float)
+    mark[mark == -2] = np.nan
+    return pd.Series(mark).ffill().fillna(-1).to_numpy().astype(np.int64)
 
-    def _close_claim(self, seg: Segment | None) -> None:
-        claim, self.claim, self.line = self.claim, None, None
-        if claim is None:
-            return
-        if not claim["lines"]:
-            raise self.tx.error(claim["segment"], f"claim {claim['claim_id']!r} has no service lines")
-        dx = claim["diagnoses"]
-        for line in claim["lines"]:
-            if "hcpcs_code" not in line:
-                raise self.tx.error(line["lx"], "a service line (LX) without SV1")
-            pointed = []
-            for p in line["pointers"]:
-                if not p.isdigit() or not 1 <= int(p) <= len(dx):
-                    raise self.tx.error(
-                        line["lx"], f"diagnosis pointer {p!r} names no HI code (the claim has {len(dx)})"
-                    )
-                pointed.append(dx[int(p) - 1])
-            self.out.append(
-                {
-                    "claim_id": claim["claim_id"],
-                    "line_number": line["line_number"],
-                    "patient_id": claim["patient_id"],
-                    "provider_npi": claim["provider_npi"],
-                    "payer_id": claim["payer_id"],
-                    "payer_type": claim["payer_type"],
-                    "service_date": line["service_date"] or claim["service_date"],
-                    "submission_date": claim["submission_date"],
-                    "place_of_service": line["place_of_service"] or claim["place_of_service"],
-                    "hcpcs_code": line["hcpcs_code"],
-                    "modifiers": line["modifiers"],
-                    "units": line["units"],
-                    "billed_amount": line["billed_amount"],
-                    "dose_mg": "",
-                    "ndc": line.get("ndc", ""),
-                    "ndc_quantity": line.get("ndc_quantity", ""),
-                    "ndc_unit": line.get("ndc_unit", ""),
-                    "drug_description": line["drug_description"],
-                    "diagnosis_codes": ";".join(pointed or dx[:1]),
-                    "prior_auth_number": line["prior_auth_number"] or claim["prior_auth_number"],
-                    "documentation": UNKNOWN_DOCUMENTATION,
-                    "line_control_number": line.get("line_control_number", ""),
-                    "claim_frequency": claim["claim_frequency"],
-                    "source": f"{self.tx.path.name}#{line['lx'].position}",
-                }
-            )
+
+def procedures(
+    segs: Segments, rows: pd.DataFrame, element: pd.Series, qualifiers: tuple[str, ...]
+) -> pd.DataFrame:
+    """The product/service composite (SV101, SVC01) split: columns 1.. (1 the qualifier). A
+    composite written with another common separator than the ISA declares (some generators
+    always write '>') is read, and noted, when only that split starts with a qualifier."""
+    parts = segs.components(element, rows["tx"], 8)
+    bad = ~parts[1].isin(qualifiers)
+    alt_index = pd.RangeIndex(1, 9)
+    for other in (">", ":", "^", "|"):
+        if not bad.any():
+            break
+        alt = element[bad].str.split(other, n=8, expand=True).reindex(columns=range(8)).fillna("")
+        alt.columns = alt_index
+        fits = alt[1].isin(qualifiers) & element[bad].str.contains(other, regex=False)
+        fits &= rows.loc[bad[bad].index, "tx"].map(segs.transactions["component"]) != other
+        idx = fits[fits].index
+        if len(idx):
+            parts.loc[idx] = alt.loc[idx].to_numpy()
+            for i in idx:
+                where = f"{segs.path.name}: segment {rows.at[i, 'position']} ({rows.at[i, 'id']})"
+                segs.notes.append(
+                    f"{where}: {element[i]!r} is split on {other!r} where the ISA declares "
+                    f"{segs.transactions.at[rows.at[i, 'tx'], 'component']!r}"
+                )
+            bad = ~parts[1].isin(qualifiers)
+    if bad.any():
+        i = bad[bad].index[0]
+        raise segs.error(
+            int(rows.at[i, "position"]),
+            f"{element[i]!r} is not a composite starting with a product qualifier ({', '.join(qualifiers)})",
+        )
+    return parts
+
+
+def loop_values(rows: pd.DataFrame, key: np.ndarray, values: pd.Series) -> pd.Series:
+    """`values` of `rows` keyed by `key` (the loop's row), the last one winning."""
+    return pd.Series(values.to_numpy(), index=key).groupby(level=0).last()
+
+
+def _lines(segs: Segments, payer_map: dict[str, str]) -> pd.DataFrame:
+    """The service lines of one file, every field from its loop (see the module docstring)."""
+    f = segs.frame
+    ids = f["id"].to_numpy()
+    hl = f[ids == "HL"]
+    hl_el = segs.elements(hl, 3)
+    bad_level = ~hl_el[3].isin(["20", "22", "23"])
+    if bad_level.any():
+        row = hl_el.index[int(np.flatnonzero(bad_level.to_numpy())[0])]
+        raise segs.error(int(f.at[row, "position"]), f"HL03 {hl_el.at[row, 3]!r} is not 20, 22 or 23")
+    level = pd.Series("", index=f.index)
+    level[hl.index] = hl_el[3]
+    is_hl = ids == "HL"
+    last_hl = last_where(segs, is_hl)
+    claim_row = last_where(segs, ids == "CLM", is_hl)
+    line_row = last_where(segs, ids == "LX", is_hl | (ids == "CLM"))
+    in_claim, in_line = claim_row >= 0, line_row >= 0
+    hl_of = {lv: last_where(segs, level.to_numpy() == lv) for lv in ("20", "22", "23")}
+
+    # header and hierarchy (outside claims)
+    bht = f[ids == "BHT"]
+    submitted = loop_values(
+        bht, bht["tx"].to_numpy(), x12_dates(segs, pd.Series("D8", index=bht.index), segs.elements(bht, 4)[4])
+    )
+    nm1 = f[(ids == "NM1") & ~in_claim]
+    nm1_el = segs.elements(nm1, 9)
+    names = {e: nm1_el[4].index[nm1_el[1] == e] for e in ("85", "IL", "PR", "QC")}
+    provider = loop_values(nm1.loc[names["85"]], last_hl[names["85"]], nm1_el.loc[names["85"], 9])
+    subscriber = loop_values(nm1.loc[names["IL"]], last_hl[names["IL"]], nm1_el.loc[names["IL"], 9])
+    payer = loop_values(nm1.loc[names["PR"]], last_hl[names["PR"]], nm1_el.loc[names["PR"], 9])
+    qc = names["QC"]
+    patient = loop_values(nm1.loc[qc], last_hl[qc], nm1_el.loc[qc, 3] + "^" + nm1_el.loc[qc, 4])
+    sbr = f[(ids == "SBR") & ~in_claim]
+    filing = loop_values(sbr, last_hl[sbr.index], segs.elements(sbr, 9)[9])
+    dmg = f[(ids == "DMG") & ~in_claim & (level.to_numpy()[np.maximum(last_hl, 0)] == "23")]
+    born = loop_values(dmg, last_hl[dmg.index], segs.elements(dmg, 2)[2])
+
+    # claims
+    clm = f[ids == "CLM"]
+    clm_el = segs.elements(clm, 5)
+    empty = clm.index.difference(pd.Index(claim_row[(ids == "LX") & in_claim]))
+    if len(empty):
+        row = int(empty[0])
+        raise segs.error(int(f.at[row, "position"]), f"claim {clm_el.at[row, 1]!r} has no service lines")
+    place = segs.components(clm_el[5], clm["tx"], 3)
+    rows_of = clm.index.to_numpy()
+    sub_hl, pat_hl = hl_of["22"][rows_of], hl_of["23"][rows_of]
+    pat_hl = np.where(pat_hl > sub_hl, pat_hl, -1)
+    claims = pd.DataFrame(
+        {
+            "claim_id": clm_el[1].to_numpy(),
+            "provider_npi": provider.reindex(hl_of["20"][rows_of]).fillna("").to_numpy(),
+            "subscriber": subscriber.reindex(sub_hl).fillna("").to_numpy(),
+            "payer_id": payer.reindex(sub_hl).fillna("").to_numpy(),
+            "filing": filing.reindex(sub_hl).fillna("").to_numpy(),
+            "patient": (
+                patient.reindex(pat_hl).fillna("") + "^" + born.reindex(pat_hl).fillna("")
+            ).to_numpy(),
+            "dependent": pat_hl >= 0,
+            "submission_date": submitted.reindex(clm["tx"]).fillna("").to_numpy(),
+            "claim_place": place[1].to_numpy(),
+            "claim_frequency": place[3].to_numpy(),
+        },
+        index=rows_of,
+    )
+    mapped = claims["payer_id"].map(payer_map)
+    claims["payer_type"] = mapped.fillna(claims["filing"].map(PAYER_TYPES))
+    unknown = claims["payer_type"].isna()
+    if unknown.any():
+        row = claims.index[int(np.flatnonzero(unknown.to_numpy())[0])]
+        raise segs.error(
+            int(f.at[row, "position"]),
+            f"claim filing indicator SBR09 {claims.at[row, 'filing']!r} is not in the X12 code list",
+        )
+    claims["patient_id"] = _patient_ids(claims)
+    return _claim_lines(segs, claims, claim_row, line_row, in_claim, in_line)
+
+
+def _patient_ids(claims: pd.DataFrame) -> pd.Series:
+    """The subscriber's member id; a dependent (2000C) adds a digest of name and birth date
+    (an 837 gives a dependent no id of its own), never the name itself."""
+    digest = claims.loc[claims["dependent"], "patient"].map(
+        lambda p: hashlib.sha256(p.encode()).hexdigest()[:10]  # per distinct dependent
+    )
+    out = claims["subscriber"].copy()
+    out[digest.index] = out[digest.index] + "/" + digest
+    return out
+
+
+def _diagnoses(segs: Segments, claim_row: np.ndarray, in_line: np.ndarray) -> pd.DataFrame:
+    """(claim row, 1-based order, dotted code) of each claim's HI diagnoses, in order."""
+    f = segs.frame
+    hi = f[(f["id"].to_numpy() == "HI") & (claim_row >= 0) & ~in_line]
+    el = segs.elements(hi, 12)
+    long = el.stack()
+    long = long[long != ""]
+    parts = long.str.split(r"[:>^|]", n=1, regex=True)  # qualifier, code
+    qualifier, code = parts.str[0], parts.str[1].fillna("")
+    keep = qualifier.isin(["ABK", "ABF", "BK", "BF"]).to_numpy()
+    rows = long.index.get_level_values(0).to_numpy()[keep]
+    code = code[keep]
+    dotted = code.where(code.str.len() <= 3, code.str[:3] + "." + code.str[3:])
+    out = pd.DataFrame({"claim": claim_row[rows], "code": dotted.to_numpy()})
+    out["order"] = out.groupby("claim").cumcount() + 1
+    return out
+
+
+def _claim_lines(
+    segs: Segments,
+    claims: pd.DataFrame,
+    claim_row: np.ndarray,
+    line_row: np.ndarray,
+    in_claim: np.ndarray,
+    in_line: np.ndarray,
+) -> pd.DataFrame:
+    f = segs.frame
+    ids = f["id"].to_numpy()
+    lx = f[(ids == "LX") & in_claim]
+    lines = pd.DataFrame(
+        {
+            "claim": claim_row[lx.index],
+            "line_number": segs.elements(lx, 1)[1].to_numpy(),
+            "position": lx["position"],
+        },
+        index=lx.index,
+    )
+    sv1 = f[(ids == "SV1") & in_line]
+    sv1_el = segs.elements(sv1, 7)
+    proc = procedures(segs, sv1, sv1_el[1], ("HC", "WK"))
+    line_of = line_row[sv1.index]
+    sv = pd.DataFrame(
+        {
+            "hcpcs_code": proc[2].to_numpy(),
+            "modifiers": (proc[3] + ";" + proc[4] + ";" + proc[5] + ";" + proc[6])
+            .str.replace(r";+", ";", regex=True)
+            .str.strip(";")
+            .to_numpy(),
+            "drug_description": proc[7].to_numpy(),
+            "billed_amount": sv1_el[2].to_numpy(),
+            "units": sv1_el[4].to_numpy(),
+            "place_of_service": sv1_el[5].to_numpy(),
+            "pointers": sv1_el[7].to_numpy(),
+        },
+        index=line_of,
+    )
+    sv = sv[~sv.index.duplicated(keep="last")]
+    missing = lines.index.difference(sv.index)
+    if len(missing):
+        raise segs.error(int(f.at[int(missing[0]), "position"]), "a service line (LX) without SV1")
+    lines = lines.join(sv)
+
+    ref = f[(ids == "REF") & in_claim]
+    ref_el = segs.elements(ref, 2)
+    g1, r6 = (ref_el[1] == "G1").to_numpy(), (ref_el[1] == "6R").to_numpy()
+    ref_line = in_line[ref.index]
+    claim_pa = loop_values(
+        ref[g1 & ~ref_line], claim_row[ref.index[g1 & ~ref_line]], ref_el.loc[g1 & ~ref_line, 2]
+    )
+    line_pa = loop_values(
+        ref[g1 & ref_line], line_row[ref.index[g1 & ref_line]], ref_el.loc[g1 & ref_line, 2]
+    )
+    control = loop_values(
+        ref[r6 & ref_line], line_row[ref.index[r6 & ref_line]], ref_el.loc[r6 & ref_line, 2]
+    )
+    dtp = f[(ids == "DTP") & in_claim]
+    dtp_el = segs.elements(dtp, 3)
+    service = dtp_el[1] == "472"
+    days = x12_dates(segs, dtp_el.loc[service, 2], dtp_el.loc[service, 3])
+    dtp_line = in_line[days.index]
+    claim_day = loop_values(dtp.loc[days.index[~dtp_line]], claim_row[days.index[~dtp_line]], days[~dtp_line])
+    line_day = loop_values(dtp.loc[days.index[dtp_line]], line_row[days.index[dtp_line]], days[dtp_line])
+    lin = f[(ids == "LIN") & in_line]
+    lin_el = segs.elements(lin, 3)
+    n4 = lin_el[2] == "N4"
+    ndc = loop_values(lin[n4.to_numpy()], line_row[lin.index[n4.to_numpy()]], lin_el.loc[n4, 3])
+    ctp = f[(ids == "CTP") & in_line]
+    ctp_el = segs.elements(ctp, 5)
+    qty = loop_values(ctp, line_row[ctp.index], ctp_el[4])
+    unit = loop_values(ctp, line_row[ctp.index], segs.components(ctp_el[5], ctp["tx"], 1)[1])
+
+    c = claims.loc[lines["claim"].to_numpy()].set_index(lines.index)
+    out = pd.DataFrame(
+        {
+            "claim_id": c["claim_id"],
+            "line_number": lines["line_number"],
+            "patient_id": c["patient_id"],
+            "provider_npi": c["provider_npi"],
+            "payer_id": c["payer_id"],
+            "payer_type": c["payer_type"],
+            "service_date": line_day.reindex(lines.index)
+            .fillna(claim_day.reindex(lines["claim"]).set_axis(lines.index))
+            .fillna(""),
+            "submission_date": c["submission_date"],
+            "place_of_service": lines["place_of_service"].where(
+                lines["place_of_service"] != "", c["claim_place"]
+            ),
+            "hcpcs_code": lines["hcpcs_code"],
+            "modifiers": lines["modifiers"],
+            "units": lines["units"],
+            "billed_amount": lines["billed_amount"],
+            "dose_mg": "",
+            "ndc": ndc.reindex(lines.index).fillna(""),
+            "ndc_quantity": qty.reindex(lines.index).fillna(""),
+            "ndc_unit": unit.reindex(lines.index).fillna(""),
+            "drug_description": lines["drug_description"],
+            "diagnosis_codes": _pointed(segs, lines, _diagnoses(segs, claim_row, in_line)),
+            "prior_auth_number": line_pa.reindex(lines.index)
+            .fillna(claim_pa.reindex(lines["claim"]).set_axis(lines.index))
+            .fillna(""),
+            "documentation": UNKNOWN_DOCUMENTATION,
+            "line_control_number": control.reindex(lines.index).fillna(""),
+            "claim_frequency": c["claim_frequency"],
+            "source": segs.path.name + "#" + lines["position"].astype(str),
+        }
+    )
+    return out.reset_index(drop=True)
+
+
+def _pointed(segs: Segments, lines: pd.DataFrame, dx: pd.DataFrame) -> pd.Series:
+    """Each line's diagnoses: the HI codes its SV107 pointers name (the claim's first when it
+    names none), `;`-separated; a pointer that names no code is an error at the LX."""
+    pointers = segs.components(lines["pointers"], segs.frame.loc[lines.index, "tx"], 4).stack()
+    pointers = pointers[pointers != ""]
+    long = pd.DataFrame(
+        {
+            "line": pointers.index.get_level_values(0),
+            "claim": lines.loc[pointers.index.get_level_values(0), "claim"].to_numpy(),
+            "pointer": pointers.to_numpy(),
+        }
+    )
+    number = pd.to_numeric(long["pointer"], errors="coerce")
+    long["order"] = number.fillna(0).astype(int)
+    named = long.merge(dx, on=["claim", "order"], how="left")
+    bad = named["code"].isna()
+    if bad.any():
+        first = named[bad].iloc[0]
+        n = int((dx["claim"] == first["claim"]).sum())
+        raise segs.error(
+            int(segs.frame.at[int(first["line"]), "position"]),
+            f"diagnosis pointer {first['pointer']!r} names no HI code (the claim has {n})",
+        )
+    joined = join_groups(named["line"].to_numpy(), named["code"], ";")
+    first_dx = dx[dx["order"] == 1].set_index("claim")["code"]
+    default = first_dx.reindex(lines["claim"]).fillna("").set_axis(lines.index)
+    return joined.reindex(lines.index).fillna(default)

@@ -23,6 +23,7 @@ import pandas as pd
 
 from denial_model.files import atomic_output
 from denial_model.table import denied_labels
+from denial_model.x12.segments import join_groups
 
 __all__ = ["FILING_INDICATORS", "write_835", "write_837"]
 
@@ -93,14 +94,11 @@ def _claim_diagnoses(lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     firsts = firsts[firsts["pos"] <= 12]
     qualifier = np.where(firsts["pos"] == 1, "ABK:", "ABF:")
     firsts["hi"] = qualifier + firsts["code"]
-    hi = "HI*" + firsts.groupby("claim", sort=False)["hi"].agg("*".join)
-    long = long.merge(firsts[["claim", "code", "pos"]], on=["claim", "code"])
-    long = (
-        long.drop_duplicates(["line", "pos"])
-        .groupby("line")["pos"]
-        .agg(lambda p: ":".join(map(str, list(p)[:4])))
-    )
-    return hi, long.reindex(range(len(lines)), fill_value="")
+    hi = "HI*" + join_groups(firsts["claim"].to_numpy(), firsts["hi"], "*")
+    long = long.merge(firsts[["claim", "code", "pos"]], on=["claim", "code"]).drop_duplicates(["line", "pos"])
+    long = long[long.groupby("line").cumcount() < 4]
+    pointers = join_groups(long["line"].to_numpy(), long["pos"].astype(str), ":")
+    return hi, pointers.reindex(range(len(lines)), fill_value="")
 
 
 def _safe(s: pd.Series) -> pd.Series:
@@ -184,7 +182,7 @@ def write_837(history: pd.DataFrame, path: str | Path) -> None:
     blocks = pd.DataFrame(
         {
             "day": claims["_day"].to_numpy(),
-            "text": claim_text.to_numpy() + line_text.groupby(claim_no).agg("".join).to_numpy(),
+            "text": claim_text.to_numpy() + join_groups(claim_no.to_numpy(), line_text, "").to_numpy(),
             "n": claim_n.to_numpy() + line_n.groupby(claim_no).sum().to_numpy(),
         }
     )
@@ -221,7 +219,7 @@ def write_835(history: pd.DataFrame, path: str | Path) -> None:
         + _number(pd.Series(amount, index=carcs.index), 2)
         + _T
     )
-    cas_text = cas.groupby(level=0).agg("".join).reindex(h.index, fill_value="")
+    cas_text = join_groups(cas.index.to_numpy(), cas, "").reindex(h.index, fill_value="")
     cas_n = cas.groupby(level=0).size().reindex(h.index, fill_value=0)
     units = _number(h["units"], 3)
     proc = (
@@ -256,7 +254,7 @@ def write_835(history: pd.DataFrame, path: str | Path) -> None:
     blocks = pd.DataFrame(
         {
             "tx": (firsts["payer_id"].astype(str) + "|" + _ccyymmdd(firsts["adjudication_date"])).to_numpy(),
-            "text": clp.to_numpy() + line_text.groupby(claim_no).agg("".join).to_numpy(),
+            "text": clp.to_numpy() + join_groups(claim_no.to_numpy(), line_text, "").to_numpy(),
             "n": 2 + line_n.groupby(claim_no).sum().to_numpy(),
             "paid": sums["paid"].to_numpy(),
             "payer": firsts["payer_id"].astype(str).to_numpy(),
