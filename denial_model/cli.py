@@ -237,6 +237,10 @@ def simulate(
     start: Annotated[str | None, typer.Option(help="First service date (YYYY-MM-DD).")] = None,
     months: Annotated[int | None, typer.Option(help="Months of service dates.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file overriding any simulator setting.")] = None,
+    x12: Annotated[
+        Path | None,
+        typer.Option("--x12", help="Also write the history as DIR/claims.837 and DIR/remits.835."),
+    ] = None,
 ) -> None:
     """Simulate a claim history with outcomes and p_true (docs/simulator.md)."""
     from datetime import date
@@ -262,6 +266,13 @@ def simulate(
         task = bar.add_task("simulate", total=cfg.lines)
         summary = write_history(cfg, output, on_chunk=lambda s: bar.update(task, completed=s.lines))
     print_history_summary(summary, title=f"Simulated history -> {output}")
+    if x12 is not None:
+        from denial_model.files import read_table
+        from denial_model.x12 import write_x12
+
+        with console.status("writing X12 837P and 835"):
+            claims, remits = write_x12(read_table(output), x12)
+        console.print(f"wrote {claims} and {remits}")
 
 
 @app.command()

@@ -235,6 +235,9 @@ def test_remits_meet_their_lines_and_give_the_documented_labels(pair):
     )
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
     assert res.lines.loc[0, "prior_auth_number"] == "PA77" and res.lines.loc[0, "diagnosis_codes"] == "F10.20"
+    # the dose an 837 implies: one Vivitrol kit (a single-dose product of the pack) is 380 mg;
+    # an NDC-less line, unknown
+    assert res.lines.loc[0, "dose_mg"] == 380 and pd.isna(res.lines.loc[1, "dose_mg"])
     assert res.counts["claim lines pending (no remit yet)"] == 1
     assert res.counts["superseded remit lines (reversed, or a later adjudication of the line)"] == 3
     assert (
@@ -351,6 +354,20 @@ def test_a_simulated_history_comes_back_from_its_837_and_835(simulated_x12):
     position = res.lines.groupby("claim_id").cumcount() + 1
     assert (res.lines["line_number"].astype(int) == position).all()
     assert set(res.lines["documentation"]) == {"unknown"}  # not on an 837
+
+
+def test_a_file_read_in_pieces_reads_as_a_whole(simulated_x12, monkeypatch):
+    """Large files are read a few hundred thousand segments at a time, cut between
+    transactions; forced to tiny pieces, the rows are the same."""
+    from denial_model.x12.segments import Segments
+
+    _, folder = simulated_x12
+    whole = ingest([folder / "claims.837"], [folder / "remits.835"])
+    batches = Segments.batches
+    monkeypatch.setattr(Segments, "batches", lambda self, segments=400_000: batches(self, 500))
+    pieces = ingest([folder / "claims.837"], [folder / "remits.835"])
+    assert len(read_segments(folder / "claims.837").batches()) > 5  # the pieces were many
+    pd.testing.assert_frame_equal(pieces.lines, whole.lines)
 
 
 @pytest.mark.parametrize("name", ["claims.837", "remits.835"])

@@ -5,6 +5,8 @@ given, and joins them (`history.py`) into the labeled history `train` takes; wit
 remits it gives the unlabeled lines `check` and `score` take, so a nightly 837 batch can be
 scored before it is sent. `segments.py` splits each file by the separators its ISA
 declares and checks the envelopes; errors name the file and the segment position.
+`write_x12` writes a history (a simulated one) as the 837P and 835 a practice would hold
+(`writers.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 from denial_model.errors import ConfigError
 from denial_model.table import PAYER_TYPES, REJECT_COLUMNS
 
-__all__ = ["Ingested", "ingest", "load_payer_map", "x12_files"]
+__all__ = ["Ingested", "dose_from_ndc", "ingest", "load_payer_map", "write_x12", "x12_files"]
 
 _GENERIC = (".x12", ".edi", ".txt")
 
@@ -64,6 +66,30 @@ def load_payer_map(path: str | Path | None) -> dict[str, str]:
     return {str(k): v for k, v in data.items()}
 
 
+def dose_from_ndc(lines: pd.DataFrame) -> pd.Series:
+    """The administered milligrams an 837 implies, where the NDC quantity says it: ME
+    (milligrams) as is, GR x 1000, UN x the milligrams in one item of a single-dose package
+    the rule pack lists (`Product`); otherwise (milliliters need a concentration, and a
+    multiple-dose vial is not used up by one dose): NaN, an unknown dose."""
+    from denial_model.rules.pack import load_pack
+
+    single = {
+        p.ndc: p.mg_per_item
+        for pol in load_pack().policies
+        for p in pol.products
+        if p.container == "single_dose"
+    }
+    qty = pd.to_numeric(lines["ndc_quantity"], errors="coerce")
+    unit = lines["ndc_unit"].astype(str)
+    per_item = lines["ndc"].map(single).astype(float)
+    mg = (
+        qty.where(unit == "ME")
+        .fillna((qty * 1000).where(unit == "GR"))
+        .fillna((qty * per_item).where(unit == "UN"))
+    )
+    return mg.round(3)
+
+
 def ingest(
     claims: list[str | Path], remits: list[str | Path] | None = None, payer_map: dict[str, str] | None = None
 ) -> Ingested:
@@ -75,6 +101,7 @@ def ingest(
     notes: list[str] = []
     sent = read_837(x12_files(claims, "837"), payer_map, notes)
     lines = latest_claims(sent).reset_index(drop=True)
+    lines["dose_mg"] = dose_from_ndc(lines)
     counts = {
         "837 lines read": len(sent),
         "837 lines superseded (claim sent again, or voided)": len(sent) - len(lines),
@@ -85,3 +112,14 @@ def ingest(
         return Ingested(lines, empty, counts, notes)
     joined = join_remits(lines, read_835(x12_files(remits, "835"), notes))
     return Ingested(joined.lines, joined.rejects, {**counts, **joined.counts}, notes)
+
+
+def write_x12(history: pd.DataFrame, folder: str | Path) -> tuple[Path, Path]:
+    """A claim-line history with outcomes as `folder/claims.837` and `folder/remits.835`."""
+    from denial_model.x12.writers import write_835, write_837
+
+    folder = Path(folder)
+    claims, remits = folder / "claims.837", folder / "remits.835"
+    write_837(history, claims)
+    write_835(history, remits)
+    return claims, remits

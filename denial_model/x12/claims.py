@@ -90,7 +90,7 @@ def read_837(
         old = segs.transactions[~segs.transactions["version"].str.contains("X222")]
         if len(old):
             raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an 837P (005010X222A1/A2)")
-        parts.append(_lines(segs, payer_map or {}))
+        parts.extend(_lines(piece, payer_map or {}) for piece in segs.batches())
         if notes is not None:
             notes.extend(segs.notes)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_COLUMNS)

@@ -51,7 +51,7 @@ def read_835(paths: list[str | Path], notes: list[str] | None = None) -> pd.Data
         old = segs.transactions[~segs.transactions["version"].str.contains("X221")]
         if len(old):
             raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an 835 (005010X221A1)")
-        part = _remit_lines(segs)
+        part = pd.concat([_remit_lines(piece) for piece in segs.batches()], ignore_index=True)
         part["order"] = np.arange(offset, offset + len(part))
         offset += len(part)
         parts.append(part)

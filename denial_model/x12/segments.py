@@ -17,6 +17,7 @@ segment position and the problem.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,8 +51,23 @@ class Segments:
         name = f" ({seg_id.iloc[0]})" if len(seg_id) else ""
         return X12Error(f"{self.path}: segment {position}{name}: {problem}")
 
-    def of(self, *ids: str) -> pd.DataFrame:
-        return self.frame[self.frame["id"].isin(ids)]
+    def batches(self, segments: int = 400_000) -> list[Segments]:
+        """The file in pieces of whole transactions (about `segments` segments each), so a
+        reader's working arrays stay bounded whatever the file's size. Loops never cross a
+        transaction, so a piece reads exactly as it would in the whole."""
+        tx = self.frame["tx"].to_numpy()
+        if len(tx) <= segments:
+            return [self]
+        starts = np.r_[0, np.flatnonzero(tx[1:] != tx[:-1]) + 1]
+        cuts = [0]
+        for start in starts:
+            if start - cuts[-1] >= segments:
+                cuts.append(int(start))
+        cuts.append(len(tx))
+        return [
+            Segments(self.path, self.frame.iloc[a:b].reset_index(drop=True), self.transactions, self.notes)
+            for a, b in itertools.pairwise(cuts)
+        ]
 
     def elements(self, rows: pd.DataFrame, count: int) -> pd.DataFrame:
         """Elements 1..count of `rows` (columns 1..count, '' when absent), split by each
@@ -184,7 +200,7 @@ def read_segments(path: str | Path) -> Segments:
                 "rest": pd.arrays.ArrowExtensionArray(rest),
             }
         )
-        frame["position"] = np.arange(offset + 1, offset + len(frame) + 1)
+        frame["position"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
         offset += len(frame)
         frame, tx = _envelopes(path, frame, element, component, len(txs) and sum(len(t) for t in txs))
         frames.append(frame)
