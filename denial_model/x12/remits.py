@@ -103,6 +103,41 @@ def _adjudicated(segs: Segments, clp_rows: np.ndarray) -> pd.Series:
     return out
 
 
+def _adjustments(segs: Segments, owner: np.ndarray, in_claim: np.ndarray) -> pd.Series:
+    """Every CAS triplet as `GROUP-CARC:amount`, `;`-joined per owner (an SVC row, or the
+    CLP row for the claim's own adjustments), in file order."""
+    f = segs.frame
+    cas = f[(f["id"].to_numpy() == "CAS") & in_claim]
+    cas_el = segs.elements(cas, 19)
+    bad_group = ~cas_el[1].isin(CAS_GROUPS)
+    if bad_group.any():
+        row = int(cas_el.index[int(np.flatnonzero(bad_group.to_numpy())[0])])
+        raise segs.error(
+            int(f.at[row, "position"]),
+            f"CAS01 {cas_el.at[row, 1]!r} is not a claim adjustment group code {CAS_GROUPS}",
+        )
+    triplets = [
+        pd.DataFrame(
+            {
+                "owner": owner[cas.index],
+                "seg": cas.index,
+                "k": k,
+                "group": cas_el[1],
+                "reason": cas_el[i],
+                "amount": cas_el[i + 1],
+            }
+        )
+        for k, i in enumerate(range(2, 20, 3))
+    ]
+    adj = pd.concat(triplets, ignore_index=True)
+    adj = adj[adj["reason"] != ""].sort_values(["seg", "k"], kind="stable")
+    return join_groups(
+        adj["owner"].to_numpy(),
+        adj["group"] + "-" + adj["reason"] + ":" + adj["amount"].where(adj["amount"] != "", "0"),
+        ";",
+    )
+
+
 def _remit_lines(segs: Segments) -> pd.DataFrame:
     f = segs.frame
     ids = f["id"].to_numpy()
@@ -152,36 +187,7 @@ def _remit_lines(segs: Segments) -> pd.DataFrame:
         index=bare,
     )
     # what belongs to a line (its row) or to the claim (the CLP row)
-    owner = np.where(in_svc, svc_row, clp_row)
-    cas = f[(ids == "CAS") & in_claim]
-    cas_el = segs.elements(cas, 19)
-    bad_group = ~cas_el[1].isin(CAS_GROUPS)
-    if bad_group.any():
-        row = int(cas_el.index[int(np.flatnonzero(bad_group.to_numpy())[0])])
-        raise segs.error(
-            int(f.at[row, "position"]),
-            f"CAS01 {cas_el.at[row, 1]!r} is not a claim adjustment group code {CAS_GROUPS}",
-        )
-    triplets = [
-        pd.DataFrame(
-            {
-                "owner": owner[cas.index],
-                "seg": cas.index,
-                "k": k,
-                "group": cas_el[1],
-                "reason": cas_el[i],
-                "amount": cas_el[i + 1],
-            }
-        )
-        for k, i in enumerate(range(2, 20, 3))
-    ]
-    adj = pd.concat(triplets, ignore_index=True)
-    adj = adj[adj["reason"] != ""].sort_values(["seg", "k"], kind="stable")
-    adj_text = join_groups(
-        adj["owner"].to_numpy(),
-        adj["group"] + "-" + adj["reason"] + ":" + adj["amount"].where(adj["amount"] != "", "0"),
-        ";",
-    )
+    adj_text = _adjustments(segs, np.where(in_svc, svc_row, clp_row), in_claim)
     dtm = f[(ids == "DTM") & in_claim]
     dtm_el = segs.elements(dtm, 2)
     dated = dtm_el[1].isin(["472", "150", "232"])
