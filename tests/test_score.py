@@ -396,34 +396,14 @@ def test_a_tracking_server_that_is_down_loses_the_run_not_the_scores_unless_trac
     src = tmp_path / "b.parquet"
     batch.head(300).to_parquet(src)
     out = tmp_path / "o.parquet"
-    res = CliRunner().invoke(
-        app,
-        [
-            "score",
-            str(src),
-            "-o",
-            str(out),
-            "--model",
-            str(model_path),
-            "--tracking-uri",
-            f"http://127.0.0.1:{port}",
-        ],
-    )
+    args = ["score", str(src), "-o", str(out), "--model", str(model_path)]
+    args += ["--tracking-uri", f"http://127.0.0.1:{port}"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 3, res.output
     assert "NOT tracked" in res.output and "Traceback" not in res.output
     assert len(pd.read_parquet(out)) == 300
     out.unlink()
     (tmp_path / "o.rejects.csv").unlink()
-    args = [
-        "score",
-        str(src),
-        "-o",
-        str(out),
-        "--model",
-        str(model_path),
-        "--tracking-uri",
-        f"http://127.0.0.1:{port}",
-    ]
     res = CliRunner().invoke(app, [*args, "--require-tracking"])
     assert res.exit_code == 2, res.output  # refused up front: nothing scored, nothing written
     assert "cannot be reached" in res.output and "Traceback" not in res.output

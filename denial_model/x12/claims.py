@@ -45,13 +45,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from denial_model.x12.segments import Segments, join_groups, read_segments
+from denial_model.x12.segments import Segments, join_groups, read_transaction_set
 
 __all__ = [
     "PAYER_TYPES",
     "UNKNOWN_DOCUMENTATION",
     "last_where",
+    "line_or_claim",
     "loop_values",
+    "modifiers_of",
     "procedures",
     "read_837",
     "x12_dates",
@@ -83,13 +85,7 @@ def read_837(
     as a CSV export holds them; `validate` types them)."""
     parts = []
     for path in paths:
-        segs = read_segments(path)
-        wrong = segs.transactions[segs.transactions["kind"] != "837"]
-        if len(wrong):
-            raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an 837 was expected")
-        old = segs.transactions[~segs.transactions["version"].str.contains("X222")]
-        if len(old):
-            raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an 837P (005010X222A1/A2)")
+        segs = read_transaction_set(path, "837", "X222", "837P (005010X222A1/A2)")
         parts.extend(_lines(piece, payer_map or {}) for piece in segs.batches())
         if notes is not None:
             notes.extend(segs.notes)
@@ -130,6 +126,17 @@ def last_where(segs: Segments, mask: np.ndarray, reset: np.ndarray | None = None
     mark = np.where(mask, n, np.where(resets, -1, -2)).astype(float)
     mark[mark == -2] = np.nan
     return pd.Series(mark).ffill().fillna(-1).to_numpy().astype(np.int64)
+
+
+def line_or_claim(line: pd.Series, claim: pd.Series, rows: pd.Index, claims: pd.Series) -> pd.Series:
+    """Per row, its line's value, else its claim's (`claims`: each row's claim key), else ''."""
+    return line.reindex(rows).fillna(claim.reindex(claims).set_axis(rows)).fillna("")
+
+
+def modifiers_of(proc: pd.DataFrame) -> np.ndarray:
+    """The modifiers of split procedure composites (components 3-6), `;`-joined."""
+    joined = proc[3] + ";" + proc[4] + ";" + proc[5] + ";" + proc[6]
+    return joined.str.replace(r";+", ";", regex=True).str.strip(";").to_numpy()
 
 
 def procedures(
@@ -305,10 +312,7 @@ def _claim_lines(
     sv = pd.DataFrame(
         {
             "hcpcs_code": proc[2].to_numpy(),
-            "modifiers": (proc[3] + ";" + proc[4] + ";" + proc[5] + ";" + proc[6])
-            .str.replace(r";+", ";", regex=True)
-            .str.strip(";")
-            .to_numpy(),
+            "modifiers": modifiers_of(proc),
             "drug_description": proc[7].to_numpy(),
             "billed_amount": sv1_el[2].to_numpy(),
             "units": sv1_el[4].to_numpy(),
@@ -361,9 +365,7 @@ def _claim_lines(
             "provider_npi": c["provider_npi"],
             "payer_id": c["payer_id"],
             "payer_type": c["payer_type"],
-            "service_date": line_day.reindex(lines.index)
-            .fillna(claim_day.reindex(lines["claim"]).set_axis(lines.index))
-            .fillna(""),
+            "service_date": line_or_claim(line_day, claim_day, lines.index, lines["claim"]),
             "submission_date": c["submission_date"],
             "place_of_service": lines["place_of_service"].where(
                 lines["place_of_service"] != "", c["claim_place"]
@@ -378,16 +380,14 @@ def _claim_lines(
             "ndc_unit": unit.reindex(lines.index).fillna(""),
             "drug_description": lines["drug_description"],
             "diagnosis_codes": _pointed(segs, lines, _diagnoses(segs, claim_row, in_line)),
-            "prior_auth_number": line_pa.reindex(lines.index)
-            .fillna(claim_pa.reindex(lines["claim"]).set_axis(lines.index))
-            .fillna(""),
+            "prior_auth_number": line_or_claim(line_pa, claim_pa, lines.index, lines["claim"]),
             "documentation": UNKNOWN_DOCUMENTATION,
             "line_control_number": control.reindex(lines.index).fillna(""),
             "claim_frequency": c["claim_frequency"],
             "source": segs.path.name + "#" + lines["position"].astype(str),
         }
     )
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True).astype({c: "str" for c in out.columns})  # Arrow memory, not objects
 
 
 def _pointed(segs: Segments, lines: pd.DataFrame, dx: pd.DataFrame) -> pd.Series:

@@ -30,8 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from denial_model.x12.claims import last_where, loop_values, procedures, x12_dates
-from denial_model.x12.segments import Segments, join_groups, read_segments
+from denial_model.x12.claims import (
+    last_where,
+    line_or_claim,
+    loop_values,
+    modifiers_of,
+    procedures,
+    x12_dates,
+)
+from denial_model.x12.segments import Segments, join_groups, read_transaction_set
 
 __all__ = ["CAS_GROUPS", "read_835"]
 
@@ -44,13 +51,7 @@ def read_835(paths: list[str | Path], notes: list[str] | None = None) -> pd.Data
     parts = []
     offset = 0
     for path in paths:
-        segs = read_segments(path)
-        wrong = segs.transactions[segs.transactions["kind"] != "835"]
-        if len(wrong):
-            raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an 835 was expected")
-        old = segs.transactions[~segs.transactions["version"].str.contains("X221")]
-        if len(old):
-            raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an 835 (005010X221A1)")
+        segs = read_transaction_set(path, "835", "X221", "835 (005010X221A1)")
         part = pd.concat([_remit_lines(piece) for piece in segs.batches()], ignore_index=True)
         part["order"] = np.arange(offset, offset + len(part))
         offset += len(part)
@@ -161,10 +162,7 @@ def _remit_lines(segs: Segments) -> pd.DataFrame:
         {
             "claim": clp_row[svc.index],
             "hcpcs_code": proc[2].to_numpy(),
-            "modifiers": (proc[3] + ";" + proc[4] + ";" + proc[5] + ";" + proc[6])
-            .str.replace(r";+", ";", regex=True)
-            .str.strip(";")
-            .to_numpy(),
+            "modifiers": modifiers_of(proc),
             "billed_amount": svc_el[2].to_numpy(),
             "paid_amount": svc_el[3].to_numpy(),
             "units_paid": svc_el[5].where(svc_el[5] != "", "1").to_numpy(),
@@ -210,7 +208,7 @@ def _remit_lines(segs: Segments) -> pd.DataFrame:
     c = clp_el.loc[rows["claim"].to_numpy()].set_index(rows.index)
     claim_level = rows.index.isin(bare)
     adjudicated = _adjudicated(segs, clp.index.to_numpy())
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "claim_id": c[1],
             "claim_status": c[2],
@@ -220,9 +218,7 @@ def _remit_lines(segs: Segments) -> pd.DataFrame:
             "billed_amount": rows["billed_amount"],
             "paid_amount": rows["paid_amount"],
             "units_paid": rows["units_paid"],
-            "service_date": line_day.reindex(rows.index)
-            .fillna(claim_day.reindex(rows["claim"]).set_axis(rows.index))
-            .fillna(""),
+            "service_date": line_or_claim(line_day, claim_day, rows.index, rows["claim"]),
             "line_control_number": control.reindex(rows.index).fillna(""),
             "adjustments": adj_text.reindex(rows.index).fillna(""),
             "remarks": remarks.reindex(rows.index).fillna(""),
@@ -232,3 +228,4 @@ def _remit_lines(segs: Segments) -> pd.DataFrame:
             "source": segs.path.name + "#" + rows["position"].astype(str),
         }
     ).reset_index(drop=True)
+    return out.astype({c: "str" for c in out.columns if out[c].dtype == object})  # Arrow memory

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from denial_model.errors import X12Error
 
-__all__ = ["Segments", "join_groups", "read_segments"]
+__all__ = ["Segments", "join_groups", "read_segments", "read_transaction_set"]
 
 _ISA_LENGTH = 106
 _ENVELOPE = ("ISA", "GS", "ST", "SE", "GE", "IEA")
@@ -151,12 +151,22 @@ def _separators(path: Path, text: str, start: int) -> tuple[str, str, str]:
     return element, component, terminator
 
 
+_PIECE = 32 << 20  # characters split at a time: the split's working memory stays small
+
+
 def _segments(text: str, terminator: str) -> pa.Array:
     """The text split on the terminator, trimmed of line breaks, empty ones dropped: in
-    Arrow memory, no Python string per segment."""
-    parts = pc.split_pattern(pa.array([text], pa.large_string()), pattern=terminator).flatten()
-    parts = pc.utf8_trim(parts, "\r\n ")
-    return parts.filter(pc.not_equal(parts, "")).cast(pa.string())
+    Arrow memory, no Python string per segment; a piece at a time, cut after a terminator."""
+    pieces = []
+    start = 0
+    while start < len(text):
+        end = text.find(terminator, min(start + _PIECE, len(text)) - 1)
+        end = len(text) if end < 0 else end + 1
+        parts = pc.split_pattern(pa.array([text[start:end]], pa.large_string()), pattern=terminator).flatten()
+        parts = pc.utf8_trim(parts, "\r\n ")
+        pieces.append(parts.filter(pc.not_equal(parts, "")).cast(pa.string()))
+        start = end
+    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
 
 
 def _split(path: Path, text: str) -> list[tuple[pa.Array, str, str]]:
@@ -209,6 +219,20 @@ def read_segments(path: str | Path) -> Segments:
         pd.concat(txs) if txs else pd.DataFrame(columns=["kind", "version", "element", "component"])
     )
     return Segments(path, pd.concat(frames, ignore_index=True), transactions)
+
+
+def read_transaction_set(path: str | Path, kind: str, guide: str, name: str) -> Segments:
+    """The file's segments when every transaction is a `kind` (ST01) of the implementation
+    guide `guide` (e.g. "X222"); a file of another kind or version is refused naming it."""
+    segs = read_segments(path)
+    tx = segs.transactions
+    wrong = tx[tx["kind"] != kind]
+    if len(wrong):
+        raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an {kind} was expected")
+    old = tx[~tx["version"].str.contains(guide)]
+    if len(old):
+        raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an {name}")
+    return segs
 
 
 def _first(mask: np.ndarray) -> int:
