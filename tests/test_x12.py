@@ -357,17 +357,17 @@ def test_a_simulated_history_comes_back_from_its_837_and_835(simulated_x12):
 
 
 def test_a_file_read_in_pieces_reads_as_a_whole(simulated_x12, monkeypatch):
-    """Large files are read a few hundred thousand segments at a time, cut between
-    transactions; forced to tiny pieces, the rows are the same."""
-    from denial_model.x12.segments import Segments
+    """Large files are read a piece at a time, cut after an SE; forced to tiny pieces, the
+    rows are the same."""
+    from denial_model.x12 import segments
 
     _, folder = simulated_x12
     whole = ingest([folder / "claims.837"], [folder / "remits.835"])
-    batches = Segments.batches
-    monkeypatch.setattr(Segments, "batches", lambda self, segments=400_000: batches(self, 500))
+    monkeypatch.setattr(segments, "PIECE", 2_000)
+    assert len(list(segments.iter_segments(folder / "claims.837"))) > 5  # the pieces were many
     pieces = ingest([folder / "claims.837"], [folder / "remits.835"])
-    assert len(read_segments(folder / "claims.837").batches()) > 5  # the pieces were many
     pd.testing.assert_frame_equal(pieces.lines, whole.lines)
+    pd.testing.assert_frame_equal(pieces.rejects, whole.rejects)
 
 
 @pytest.mark.parametrize("name", ["claims.837", "remits.835"])

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from denial_model.x12.segments import Segments, join_groups, read_transaction_set
+from denial_model.x12.segments import Segments, join_groups, transaction_sets
 
 __all__ = [
     "PAYER_TYPES",
@@ -85,10 +85,10 @@ def read_837(
     as a CSV export holds them; `validate` types them)."""
     parts = []
     for path in paths:
-        segs = read_transaction_set(path, "837", "X222", "837P (005010X222A1/A2)")
-        parts.extend(_lines(piece, payer_map or {}) for piece in segs.batches())
-        if notes is not None:
-            notes.extend(segs.notes)
+        for segs in transaction_sets(path, "837", "X222", "837P (005010X222A1/A2)"):
+            parts.append(_lines(segs, payer_map or {}))
+            if notes is not None:
+                notes.extend(segs.notes)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_COLUMNS)
 
 

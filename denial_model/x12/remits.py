@@ -38,7 +38,7 @@ from denial_model.x12.claims import (
     procedures,
     x12_dates,
 )
-from denial_model.x12.segments import Segments, join_groups, read_transaction_set
+from denial_model.x12.segments import Segments, join_groups, transaction_sets
 
 __all__ = ["CAS_GROUPS", "read_835"]
 
@@ -51,13 +51,13 @@ def read_835(paths: list[str | Path], notes: list[str] | None = None) -> pd.Data
     parts = []
     offset = 0
     for path in paths:
-        segs = read_transaction_set(path, "835", "X221", "835 (005010X221A1)")
-        part = pd.concat([_remit_lines(piece) for piece in segs.batches()], ignore_index=True)
-        part["order"] = np.arange(offset, offset + len(part))
-        offset += len(part)
-        parts.append(part)
-        if notes is not None:
-            notes.extend(segs.notes)
+        for segs in transaction_sets(path, "835", "X221", "835 (005010X221A1)"):
+            part = _remit_lines(segs)
+            part["order"] = np.arange(offset, offset + len(part))
+            offset += len(part)
+            parts.append(part)
+            if notes is not None:
+                notes.extend(segs.notes)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_COLUMNS)
 
 

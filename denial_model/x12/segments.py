@@ -17,7 +17,8 @@ segment position and the problem.
 
 from __future__ import annotations
 
-import itertools
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 
 from denial_model.errors import X12Error
 
-__all__ = ["Segments", "join_groups", "read_segments", "read_transaction_set"]
+__all__ = ["Segments", "iter_segments", "join_groups", "read_segments", "transaction_sets"]
 
 _ISA_LENGTH = 106
 _ENVELOPE = ("ISA", "GS", "ST", "SE", "GE", "IEA")
@@ -50,24 +51,6 @@ class Segments:
         seg_id = self.frame.loc[self.frame["position"] == position, "id"]
         name = f" ({seg_id.iloc[0]})" if len(seg_id) else ""
         return X12Error(f"{self.path}: segment {position}{name}: {problem}")
-
-    def batches(self, segments: int = 400_000) -> list[Segments]:
-        """The file in pieces of whole transactions (about `segments` segments each), so a
-        reader's working arrays stay bounded whatever the file's size. Loops never cross a
-        transaction, so a piece reads exactly as it would in the whole."""
-        tx = self.frame["tx"].to_numpy()
-        if len(tx) <= segments:
-            return [self]
-        starts = np.r_[0, np.flatnonzero(tx[1:] != tx[:-1]) + 1]
-        cuts = [0]
-        for start in starts:
-            if start - cuts[-1] >= segments:
-                cuts.append(int(start))
-        cuts.append(len(tx))
-        return [
-            Segments(self.path, self.frame.iloc[a:b].reset_index(drop=True), self.transactions, self.notes)
-            for a, b in itertools.pairwise(cuts)
-        ]
 
     def elements(self, rows: pd.DataFrame, count: int) -> pd.DataFrame:
         """Elements 1..count of `rows` (columns 1..count, '' when absent), split by each
@@ -151,88 +134,96 @@ def _separators(path: Path, text: str, start: int) -> tuple[str, str, str]:
     return element, component, terminator
 
 
-_PIECE = 32 << 20  # characters split at a time: the split's working memory stays small
+PIECE = 16 << 20  # characters of a file read at a time (cut after an SE: whole transactions)
 
 
 def _segments(text: str, terminator: str) -> pa.Array:
     """The text split on the terminator, trimmed of line breaks, empty ones dropped: in
-    Arrow memory, no Python string per segment; a piece at a time, cut after a terminator."""
-    pieces = []
+    Arrow memory, no Python string per segment."""
+    parts = pc.split_pattern(pa.array([text], pa.large_string()), pattern=terminator).flatten()
+    parts = pc.utf8_trim(parts, "\r\n ")
+    return parts.filter(pc.not_equal(parts, "")).cast(pa.string())
+
+
+def _pieces(path: Path, text: str, element: str, terminator: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of pieces of about `PIECE` characters, each ending after an SE segment
+    (so a piece holds whole transactions), the last one at the end of the text."""
+    se = re.compile(re.escape(terminator) + r"\s*SE" + re.escape(element))
     start = 0
     while start < len(text):
-        end = text.find(terminator, min(start + _PIECE, len(text)) - 1)
-        end = len(text) if end < 0 else end + 1
-        parts = pc.split_pattern(pa.array([text[start:end]], pa.large_string()), pattern=terminator).flatten()
-        parts = pc.utf8_trim(parts, "\r\n ")
-        pieces.append(parts.filter(pc.not_equal(parts, "")).cast(pa.string()))
+        found = se.search(text, min(start + PIECE, len(text)))
+        end = text.find(terminator, found.end()) + 1 if found else 0
+        end = len(text) if end <= 0 else end
+        yield start, end
         start = end
-    return pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())
 
 
-def _split(path: Path, text: str) -> list[tuple[pa.Array, str, str]]:
-    """(segments, element, component) per run of interchanges sharing separators."""
-    runs = []
-    start = text.find("ISA")
-    if start < 0 or text[:start].strip():
-        raise X12Error(f"{path}: not an X12 file (it does not start with an ISA segment)")
-    while True:
-        element, component, terminator = _separators(path, text, start)
-        raw = _segments(text[start:], terminator)
-        isa_at = np.flatnonzero(pc.starts_with(raw, "ISA").to_numpy(zero_copy_only=False))
-        isas = raw.take(pa.array(isa_at)).to_pylist()
-        other = [
-            i
-            for i, isa in zip(isa_at[1:], isas[1:], strict=True)
-            if (isa[3:4], isa[-1:]) != (element, component)
-        ]
-        if not other:
-            runs.append((raw, element, component))
-            return runs
-        runs.append((raw.slice(0, other[0]), element, component))
-        start = text.find(isas[list(isa_at).index(other[0])], start + 1)
-
-
-def read_segments(path: str | Path) -> Segments:
-    """The file's segments, its envelopes checked."""
+def iter_segments(path: str | Path) -> Iterator[Segments]:
+    """The file's segments in pieces of whole transactions (bounded memory whatever the
+    file's size), each piece's envelopes checked; loops never cross a transaction, so a
+    reader reads each piece as it would read the whole."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("latin-1")
     except OSError as exc:
         raise X12Error(f"{path}: cannot read: {exc.strerror or exc}") from None
-    frames, txs = [], []
-    offset = 0
-    for raw, element, component in _split(path, text):
-        seg_id, rest = _split_arrow(raw, element, 2, 1)
+    start = text.find("ISA")
+    if start < 0 or text[:start].strip():
+        raise X12Error(f"{path}: not an X12 file (it does not start with an ISA segment)")
+    element, component, terminator = _separators(path, text, start)
+    text = text[start:]
+    position = tx_offset = 0
+    version = ""  # of the functional group still open when a piece ends
+    ends = list(_pieces(path, text, element, terminator))
+    for k, (a, b) in enumerate(ends):
+        seg_id, rest = _split_arrow(_segments(text[a:b], terminator), element, 2, 1)
         ids = pc.dictionary_encode(seg_id)
         frame = pd.DataFrame(
             {
                 "id": pd.Categorical.from_codes(ids.indices.to_numpy(), ids.dictionary.to_pylist()),
                 "rest": pd.arrays.ArrowExtensionArray(rest),
+                "position": np.arange(position + 1, position + len(rest) + 1, dtype=np.int64),
             }
         )
-        frame["position"] = np.arange(offset + 1, offset + len(frame) + 1, dtype=np.int64)
-        offset += len(frame)
-        frame, tx = _envelopes(path, frame, element, component, len(txs) and sum(len(t) for t in txs))
-        frames.append(frame)
-        txs.append(tx)
-    transactions = (
-        pd.concat(txs) if txs else pd.DataFrame(columns=["kind", "version", "element", "component"])
-    )
-    return Segments(path, pd.concat(frames, ignore_index=True), transactions)
+        position += len(frame)
+        _same_separators(path, frame, element, component)
+        body, tx = _envelopes(
+            path, frame, element, component, tx_offset, last=k == len(ends) - 1, group_version=version
+        )
+        tx_offset += len(tx)
+        version = tx["version"].iloc[-1] if len(tx) else version
+        yield Segments(path, body, tx)
 
 
-def read_transaction_set(path: str | Path, kind: str, guide: str, name: str) -> Segments:
-    """The file's segments when every transaction is a `kind` (ST01) of the implementation
+def _same_separators(path: Path, frame: pd.DataFrame, element: str, component: str) -> None:
+    isa = frame[frame["id"] == "ISA"]
+    for pos, rest in zip(isa["position"], isa["rest"], strict=True):
+        if len(rest) < 101 or rest[-1] != component:
+            raise X12Error(
+                f"{path}: segment {pos} (ISA): its separators differ from the file's first ISA "
+                f"({element!r}, {component!r}); split the file by interchange"
+            )
+
+
+def read_segments(path: str | Path) -> Segments:
+    """The whole file's segments at once (for small files and tests; readers iterate)."""
+    pieces = list(iter_segments(path))
+    frame = pd.concat([p.frame for p in pieces], ignore_index=True)
+    return Segments(Path(path), frame, pd.concat([p.transactions for p in pieces]))
+
+
+def transaction_sets(path: str | Path, kind: str, guide: str, name: str) -> Iterator[Segments]:
+    """The file's pieces when every transaction is a `kind` (ST01) of the implementation
     guide `guide` (e.g. "X222"); a file of another kind or version is refused naming it."""
-    segs = read_segments(path)
-    tx = segs.transactions
-    wrong = tx[tx["kind"] != kind]
-    if len(wrong):
-        raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an {kind} was expected")
-    old = tx[~tx["version"].str.contains(guide)]
-    if len(old):
-        raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an {name}")
-    return segs
+    for segs in iter_segments(path):
+        tx = segs.transactions
+        wrong = tx[tx["kind"] != kind]
+        if len(wrong):
+            raise segs.error(None, f"a {wrong['kind'].iloc[0]} transaction where an {kind} was expected")
+        old = tx[~tx["version"].str.contains(guide)]
+        if len(old):
+            raise segs.error(None, f"version {old['version'].iloc[0]!r} is not an {name}")
+        yield segs
 
 
 def _first(mask: np.ndarray) -> int:
@@ -240,13 +231,22 @@ def _first(mask: np.ndarray) -> int:
 
 
 def _envelopes(
-    path: Path, frame: pd.DataFrame, element: str, component: str, tx_offset: int
+    path: Path,
+    frame: pd.DataFrame,
+    element: str,
+    component: str,
+    tx_offset: int,
+    last: bool = True,
+    group_version: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check ISA/IEA, GS/GE, ST/SE (counts and control numbers) with column operations;
     return the transaction segments with their transaction number, and the transactions."""
-    ids = frame["id"].to_numpy()
+    cat = frame["id"].cat
+    ids = np.asarray(cat.categories, dtype=object)[cat.codes.to_numpy()]  # shared strings: 8 bytes a segment
+    codes = cat.codes.to_numpy()
+    code_of = {name: i for i, name in enumerate(cat.categories)}
     pos = frame["position"].to_numpy()
-    if ids[-1] != "IEA":
+    if last and ids[-1] != "IEA":
         raise X12Error(
             f"{path}: segment {pos[-1]}: the interchange has no IEA "
             f"(truncated, or segments not ended by the declared terminator)"
@@ -260,11 +260,12 @@ def _envelopes(
     if (depth < 0).any():
         i = _first(depth < 0)
         raise X12Error(f"{path}: segment {pos[i]} (SE): no ST opens it")
-    outside = (opened == 0) & ~st & ~np.isin(ids, _ENVELOPE)
+    envelope = np.isin(codes, [code_of[e] for e in _ENVELOPE if e in code_of])
+    outside = (opened == 0) & ~st & ~envelope
     if outside.any():
         i = _first(outside)
         raise X12Error(f"{path}: segment {pos[i]} ({ids[i]}): outside any transaction")
-    enders = np.isin(ids, ("GE", "IEA", "GS", "ISA")) & (opened > 0)
+    enders = envelope & ~st & ~se & (opened > 0)
     if enders.any():
         i = _first(enders)
         raise X12Error(
@@ -272,9 +273,14 @@ def _envelopes(
         )
     st_at, se_at = np.flatnonzero(st), np.flatnonzero(se)
     rest = frame["rest"]
-    sep = pd.Series(element, index=frame.index)
-    st_el = _split_columns(rest.iloc[st_at], sep.iloc[st_at], 3).set_axis(range(3), axis=1)
-    se_el = _split_columns(rest.iloc[se_at], sep.iloc[se_at], 2).set_axis(range(2), axis=1)
+
+    def split(at: np.ndarray, count: int) -> pd.DataFrame:
+        part = rest.iloc[at]
+        return _split_columns(part, pd.Series(element, index=part.index), count).set_axis(
+            range(count), axis=1
+        )
+
+    st_el, se_el = split(st_at, 3), split(se_at, 2)
     counts = se_at - st_at + 1
     wrong = se_el[0].to_numpy() != counts.astype(str)
     if wrong.any():
@@ -291,12 +297,12 @@ def _envelopes(
             f"does not match ST02 {st_el[1].iloc[k]!r}"
         )
     gs_at = np.flatnonzero(ids == "GS")
-    gs_version = _split_columns(rest.iloc[gs_at], sep.iloc[gs_at], 8)[8].to_numpy()
-    group_of_st = np.searchsorted(gs_at, st_at) - 1
-    version = np.where(st_el[2].to_numpy() != "", st_el[2].to_numpy(), gs_version[np.maximum(group_of_st, 0)])
+    gs_version = np.r_[np.array([group_version], dtype=object), split(gs_at, 8)[7].to_numpy()]
+    group_of_st = np.searchsorted(gs_at, st_at)  # 0: the group opened in an earlier piece
+    version = np.where(st_el[2].to_numpy() != "", st_el[2].to_numpy(), gs_version[group_of_st])
     tx_no = tx_offset + np.cumsum(st) - 1
     inside = (opened > 0) & ~se
-    body = frame[inside].assign(tx=tx_no[inside])
+    body = frame[inside].assign(tx=tx_no[inside].astype(np.int32))
     transactions = pd.DataFrame(
         {"kind": st_el[0].to_numpy(), "version": version, "element": element, "component": component},
         index=pd.RangeIndex(tx_offset, tx_offset + len(st_at), name="tx"),
