@@ -134,7 +134,7 @@ def _separators(path: Path, text: str, start: int) -> tuple[str, str, str]:
     return element, component, terminator
 
 
-PIECE = 16 << 20  # characters of a file read at a time (cut after an SE: whole transactions)
+PIECE = 4 << 20  # characters of a file read at a time (cut after an SE: whole transactions)
 
 
 def _segments(text: str, terminator: str) -> pa.Array:
