@@ -300,10 +300,31 @@ def _broken(tmp_path: Path, name: str, text: str) -> Path:
             r"segment \d+ \(LX\): diagnosis pointer '4'",
         ),
         ("a remit file as claims", None, r"835 transaction where an 837 was expected"),
+        ("a claim table, not X12", lambda t: "claim_id,line_number\nC1,1\n", r"not an X12 file"),
+        ("an empty file", lambda t: "", r"not an X12 file"),
+        ("an unknown adjustment group", None, None),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
 def test_a_malformed_file_is_one_error_naming_file_and_segment(tmp_path, pair, case, edit, words):
+    if words is None:  # a malformed 835: its remits are refused the same way
+        src = _broken(tmp_path, "bad.835", pair[1].read_text().replace("CAS*CO*50*900", "CAS*XX*50*900"))
+        with pytest.raises(X12Error, match=r"segment \d+ \(CAS\): CAS01 'XX'"):
+            ingest([pair[0]], [src])
+        res = CliRunner().invoke(
+            app,
+            [
+                "ingest",
+                "--claims",
+                str(pair[0]),
+                "--remits",
+                str(src),
+                "--output",
+                str(tmp_path / "o.parquet"),
+            ],
+        )
+        assert res.exit_code == 2 and "Traceback" not in res.output and not (tmp_path / "o.parquet").exists()
+        return
     src = pair[1] if edit is None else _broken(tmp_path, "bad.837", edit(pair[0].read_text()))
     with pytest.raises(X12Error, match=words) as err:
         ingest([src])
@@ -363,7 +384,7 @@ def test_a_file_read_in_pieces_reads_as_a_whole(simulated_x12, monkeypatch):
 
     _, folder = simulated_x12
     whole = ingest([folder / "claims.837"], [folder / "remits.835"])
-    monkeypatch.setattr(segments, "PIECE", 2_000)
+    monkeypatch.setattr(segments, "PIECE", 100_000)
     assert len(list(segments.iter_segments(folder / "claims.837"))) > 5  # the pieces were many
     pieces = ingest([folder / "claims.837"], [folder / "remits.835"])
     pd.testing.assert_frame_equal(pieces.lines, whole.lines)
