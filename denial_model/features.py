@@ -243,8 +243,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             "days_to_submission": (df["submission_date"] - df["service_date"]).dt.days.to_numpy(dtype=float),
             "n_modifiers": _per_value(df["modifiers"], lambda m: m.count(";") + (m != "")),
             "n_diagnoses": _per_value(df["diagnosis_codes"], lambda d: d.count(";") + 1),
+            # -1: not known (an ingested 837), a value of its own, not "none" (0)
             "n_documentation": np.where(
-                frame.documentation_unknown, np.nan, _popcount(frame.documentation_mask)
+                frame.documentation_unknown, -1.0, _popcount(frame.documentation_mask)
             ),
             "has_ndc": (df["ndc"] != "").to_numpy(dtype=float),
             "has_prior_auth": (df["prior_auth_number"] != "").to_numpy(dtype=float),
