@@ -93,7 +93,8 @@ def quality(lines: int) -> None:
         p = Scorer(result.model, result.thresholds).predict_proba(test)
         y = test["denied"].astype(bool).to_numpy()
         print(
-            f"{name:<26} AUROC {roc_auc_score(y, p):.4f}  log loss {log_loss(y, p):.4f}  test lines {len(test):,}"
+            f"{name:<26} AUROC {roc_auc_score(y, p):.4f}  log loss {log_loss(y, p):.4f}  "
+            f"test lines {len(test):,}"
         )
 
 
