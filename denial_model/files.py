@@ -26,6 +26,7 @@ import csv
 import gzip
 import os
 import threading
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -198,7 +199,7 @@ class _BadRows:
 
     def __init__(self, fields: int):
         self.fields = fields
-        self.pending: list[tuple[int, str]] = []
+        self.pending: deque[tuple[int, str]] = deque()
 
     def __call__(self, row) -> str:
         self.pending.append(
@@ -212,13 +213,13 @@ class _BadRows:
     def forget_before(self, start: int) -> None:
         """Drop rows already put back (noted again when the file is reopened)."""
         while self.pending and self.pending[0][0] < start:
-            self.pending.pop(0)
+            self.pending.popleft()
 
     def take_before(self, end: int) -> list[tuple[int, str]]:
         """The noted rows whose place is before `end` once they are put back (all, for None)."""
         taken: list[tuple[int, str]] = []
         while self.pending and self.pending[0][0] < end + len(taken):
-            taken.append(self.pending.pop(0))
+            taken.append(self.pending.popleft())
         return taken
 
 

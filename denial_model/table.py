@@ -352,7 +352,10 @@ def labeled_lines(df: pd.DataFrame) -> pd.DataFrame:
     if "denied" not in df.columns:
         return df
     s = df["denied"]
-    pending = s.isna() | (s.astype(str).str.strip() == "") if s.dtype == object else s.isna()
+    if s.dtype == object:  # text or mixed: judged per distinct value
+        pending = s.isna() | (per_unique(s, lambda u: u.astype(str).str.strip()) == "")
+    else:
+        pending = s.isna()
     return df if not pending.any() else df.loc[~pending.to_numpy()].reset_index(drop=True)
 
 

@@ -83,11 +83,9 @@ def labels(remits: pd.DataFrame) -> pd.DataFrame:
 
 def latest_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """Each claim as last sent: the lines of its latest submission; a void withdraws it."""
-    sent = claims.assign(_order=np.arange(len(claims)))
-    last = sent.groupby("claim_id")["submission_date"].transform("max")
-    sent = sent[sent["submission_date"] == last]
-    sent = sent[sent["claim_frequency"] != "8"]
-    return sent.drop_duplicates(["claim_id", "line_number"], keep="last").drop(columns="_order")
+    last = claims.groupby("claim_id")["submission_date"].transform("max")
+    sent = claims[(claims["submission_date"] == last) & (claims["claim_frequency"] != "8")]
+    return sent.drop_duplicates(["claim_id", "line_number"], keep="last")
 
 
 def _live_remits(remits: pd.DataFrame) -> pd.DataFrame:

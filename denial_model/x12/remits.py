@@ -19,8 +19,8 @@ claim. Columns:
 
 plus `remit` (file and CLP position: one adjudication of one claim), `source` (file and
 the SVC segment's position) and `order` (position in the input, so the latest
-adjudication can be told when dates tie). The loops are found as in `claims.py`: each
-segment knows the last CLP and SVC before it.
+adjudication can be told when dates tie). The loops are found as in `claims.py`
+(`loops.py`): each segment knows the last CLP and SVC before it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from denial_model.x12.claims import (
+from denial_model.x12.loops import (
     last_where,
     line_or_claim,
     loop_values,

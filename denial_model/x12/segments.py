@@ -145,7 +145,7 @@ def _segments(text: str, terminator: str) -> pa.Array:
     return parts.filter(pc.not_equal(parts, "")).cast(pa.string())
 
 
-def _pieces(path: Path, text: str, element: str, terminator: str) -> Iterator[tuple[int, int]]:
+def _pieces(text: str, element: str, terminator: str) -> Iterator[tuple[int, int]]:
     """(start, end) of pieces of about `PIECE` characters, each ending after an SE segment
     (so a piece holds whole transactions), the last one at the end of the text."""
     se = re.compile(re.escape(terminator) + r"\s*SE" + re.escape(element))
@@ -174,7 +174,7 @@ def iter_segments(path: str | Path) -> Iterator[Segments]:
     text = text[start:]
     position = tx_offset = 0
     version = ""  # of the functional group still open when a piece ends
-    ends = list(_pieces(path, text, element, terminator))
+    ends = list(_pieces(text, element, terminator))
     for k, (a, b) in enumerate(ends):
         seg_id, rest = _split_arrow(_segments(text[a:b], terminator), element, 2, 1)
         ids = pc.dictionary_encode(seg_id)

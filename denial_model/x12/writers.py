@@ -107,11 +107,17 @@ def _safe(s: pd.Series) -> pd.Series:
     return _text(s).str.replace(r"[~*:^]", " ", regex=True)
 
 
+def _short_procedure(h: pd.DataFrame) -> pd.Series:
+    """HC:code[:modifiers] (SVC01, and SV101 without a description)."""
+    code, mods = _text(h["hcpcs_code"]), _text(h["modifiers"])
+    return "HC:" + code + np.where(mods != "", ":" + mods.str.replace(";", ":", regex=False), "")
+
+
 def _procedure(h: pd.DataFrame) -> pd.Series:
-    """SV101: HC:code[:modifiers] or, with a description, all four modifier slots then SV101-7."""
+    """SV101: the short form or, with a description, all four modifier slots then SV101-7."""
     code, desc = _text(h["hcpcs_code"]), _safe(h["drug_description"])
     mods = _text(h["modifiers"])
-    short = "HC:" + code + np.where(mods != "", ":" + mods.str.replace(";", ":", regex=False), "")
+    short = _short_procedure(h)
     slots = mods.str.split(";", expand=True).reindex(columns=range(4)).fillna("")
     full = "HC:" + code + ":" + slots[0] + ":" + slots[1] + ":" + slots[2] + ":" + slots[3] + ":" + desc
     return short.where(desc == "", full)
@@ -222,13 +228,7 @@ def write_835(history: pd.DataFrame, path: str | Path) -> None:
     cas_text = join_groups(cas.index.to_numpy(), cas, "").reindex(h.index, fill_value="")
     cas_n = cas.groupby(level=0).size().reindex(h.index, fill_value=0)
     units = _number(h["units"], 3)
-    proc = (
-        "HC:"
-        + _text(h["hcpcs_code"])
-        + np.where(
-            _text(h["modifiers"]) != "", ":" + _text(h["modifiers"]).str.replace(";", ":", regex=False), ""
-        )
-    )
+    proc = _short_procedure(h)
     line_text = (
         "SVC*" + proc + "*" + _number(billed, 2) + "*" + _number(paid, 2) + "**" + units + _T
         + "DTM*472*" + _ccyymmdd(h["service_date"]) + _T
