@@ -45,6 +45,13 @@ DateFormatOpt = Annotated[
         help="Also read text dates in this strftime format, e.g. '%m/%d/%Y' (ISO is always read).",
     ),
 ]
+ModelShaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model-sha256",
+        help="Refuse a model file whose sha256 is not this (a digest you trust, not its manifest's).",
+    ),
+]
 TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")]
 
 
@@ -328,12 +335,14 @@ def evaluate(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the metric table as JSON.")
     ] = None,
+    model_sha256: ModelShaOpt = None,
+    tracking_uri: TrackingOpt = None,
 ) -> None:
     """Metric table of a trained model beside the baselines on the last months of DATA."""
     from denial_model.files import atomic_output, read_table
     from denial_model.jobs import load_model, run_evaluation
 
-    loaded = load_model(model)
+    loaded = load_model(model, tracking_uri, model_sha256)
     with console.status("evaluating"):
         ev = run_evaluation(loaded, read_table(data))
     print_metric_table(ev.table, f"Test months {ev.bounds['test_from']} to {ev.bounds['test_to']}")
@@ -374,6 +383,7 @@ def score(
     ] = False,
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
     date_format: DateFormatOpt = None,
+    model_sha256: ModelShaOpt = None,
 ) -> None:
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line.
 
@@ -383,7 +393,7 @@ def score(
     from denial_model.files import read_table
     from denial_model.jobs import load_model, run_scoring
 
-    loaded = load_model(model, tracking_uri)
+    loaded = load_model(model, tracking_uri, model_sha256)
     hist = read_table(history) if history else None
     with progress(SpinnerColumn(), TextColumn("{task.description}")) as bar:
         task = bar.add_task("scoring")
@@ -413,6 +423,81 @@ def score(
                 f"[yellow]warning:[/] drift (PSI > 0.2) in: {', '.join(run.tracking['drift_warning'])}"
             )
         console.print(f"MLflow scoring run {run.tracking['run_id']}")
+
+
+@app.command()
+@friendly
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="model.joblib or models:/denial-model@champion (none: rules-only, /v1/check answers).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    api_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-keys", help="File of API key sha256 digests, one a line (also: DENIAL_MODEL_API_KEYS)."
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="No API keys (loopback only): a local trial.")
+    ] = False,
+    model_sha256: ModelShaOpt = None,
+    tracking_uri: TrackingOpt = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above).")] = 16 * 2**20,
+    max_lines: Annotated[
+        int, typer.Option(help="Most lines (with history) in one request (413 above).")
+    ] = 10_000,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may score before a 503.")] = 30.0,
+) -> None:
+    """Serve the model over HTTP: /v1/score, /v1/check, /v1/model, /healthz, /readyz, /metrics.
+
+    Reload a moved alias or a new file without dropping requests: POST /v1/admin/reload (with a
+    key) or send the process SIGHUP."""
+    from denial_model.serve.server import build_app, run_server
+
+    with console.status("loading and verifying the model"):
+        asgi = build_app(
+            model,
+            host=host,
+            api_keys=api_keys,
+            insecure_no_auth=insecure_no_auth,
+            model_sha256=model_sha256,
+            tracking_uri=tracking_uri,
+            max_body_bytes=max_body_bytes,
+            max_lines=max_lines,
+            timeout_seconds=timeout,
+        )
+    console.print(f"serving {model or 'the rule pack only'} on http://{host}:{port} (docs: /docs)")
+    run_server(asgi, host=host, port=port)
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new random API key (give it to the client) and its sha256 digest (give it to the
+    service: DENIAL_MODEL_API_KEYS or a line of the --api-keys file). The key is not stored."""
+    from denial_model.serve.auth import new_key
+
+    key, digest = new_key()
+    print(f"key:    {key}")
+    print(f"sha256: {digest}")
+
+
+@app.command()
+@friendly
+def sign(
+    model: Annotated[Path, typer.Argument(help="model.joblib whose manifest to sign.")],
+) -> None:
+    """Sign MODEL's manifest with the key in DENIAL_MODEL_SIGNING_KEY (HMAC-SHA256), after checking
+    the file against it. Loading then requires a valid signature wherever that key is set."""
+    from denial_model.artifact import sign_manifest
+
+    manifest = sign_manifest(model)
+    console.print(f"signed {model}.manifest.json (sha256 {manifest['sha256'][:12]}...)")
 
 
 def main() -> None:  # pragma: no cover

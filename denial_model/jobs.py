@@ -125,15 +125,20 @@ def run_training(
     return TrainingRun(table=table, manifest=manifest, tracking=tracked, result=result)
 
 
-def load_model(ref: str | Path, tracking_uri: str | None = None) -> LoadedModel:
-    """A model by artifact path (verified against its manifest) or by MLflow registry URI
-    (`models:/denial-model@champion`, `models:/denial-model/3`)."""
+def load_model(ref: str | Path, tracking_uri: str | None = None, sha256: str | None = None) -> LoadedModel:
+    """A model by artifact path or by MLflow registry URI (`models:/denial-model@champion`,
+    `models:/denial-model/3`), verified before it is unpickled: a path against `sha256` when
+    pinned, else its (signed) manifest; a registered version against its registry tag."""
     ref = str(ref)
     if ref.startswith("models:/"):
+        if sha256 is not None:
+            raise ConfigError(
+                "--model-sha256 pins a file; a registered model is checked against its registry tag"
+            )
         from denial_model.tracking import load_registered
 
         return load_registered(ref, tracking_uri)
-    return load_artifact(ref)
+    return load_artifact(ref, sha256=sha256)
 
 
 @dataclass

@@ -20,13 +20,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from denial_model.artifact import LoadedModel
 from denial_model.drift import drift_counts
 from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.files import TableWriter, default_rejects_path, read_batches, refuse_overwriting_input
@@ -42,6 +42,10 @@ from denial_model.table import (
     validate,
 )
 from denial_model.thresholds import TIERS
+
+if TYPE_CHECKING:
+    from denial_model.artifact import LoadedModel
+    from denial_model.estimator import DenialModel
 
 __all__ = ["SCORE_COLUMNS", "Carried", "ScoreSummary", "carry_context", "score_file", "score_frame"]
 
@@ -87,9 +91,13 @@ REJECTS_SCHEMA = pa.schema(
 
 
 def score_frame(
-    df: pd.DataFrame, loaded: LoadedModel, history: pd.DataFrame | None = None, date_format: str | None = None
+    df: pd.DataFrame,
+    loaded: LoadedModel | DenialModel,
+    history: pd.DataFrame | None = None,
+    date_format: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(scored rows: input columns + score columns, rejects). `history`: earlier lines for
+    """(scored rows: input columns + score columns, rejects). `loaded`: anything with a
+    `scorer` (a `LoadedModel`, a `DenialModel`). `history`: earlier lines for
     the cross-line rules (not scored, not returned); `date_format`: as in `validate`."""
     v = validate(df, keep_extra=False, date_format=date_format)
     earlier = (

@@ -127,6 +127,14 @@ class Scorer:
         )
         return predictor
 
+    def proba_lines(self, lines: pd.DataFrame) -> np.ndarray:
+        """P(denied) of validated lines, without reasons (the fast path of `predict_proba`)."""
+        frame = ClaimFrame(lines)
+        rk = self.rules.evaluate(frame)
+        attrs = self.features.attributes(frame, rk.drug)
+        predictor = self._checked(attrs, (rk.ids, rk.hits))
+        return predictor.proba(predictor.prepare(attrs, binary=(rk.ids, rk.hits)))
+
     def relevant_until(self, lines: pd.DataFrame) -> np.ndarray:
         """For validated earlier lines: the last day a later line's cross-line rules reach each."""
         return self.rules.evaluate(ClaimFrame(lines)).relevant_until

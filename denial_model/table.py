@@ -232,8 +232,9 @@ def _as_text(s: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.strftime("%Y-%m-%d").fillna("")
     if pd.api.types.is_float_dtype(s):
-        as_int = s.dropna()
-        out = s.astype("Int64").astype(str) if (as_int == np.floor(as_int)).all() else s.astype(str)
+        present = s.dropna()
+        whole = (present == np.floor(present)).all() and (present.abs() < 2**53).all()  # exact as int64
+        out = s.astype("Int64").astype(str) if whole else s.astype(str)
         return out.where(s.notna(), "").astype(object)
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype(str).astype(object)

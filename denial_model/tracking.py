@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from denial_model.artifact import LoadedModel
+from denial_model.artifact import load_artifact
 from denial_model.drift import DRIFT_WARNING, MIN_DRIFT_LINES, drift_report
 from denial_model.errors import ArtifactError, TrackingError
 from denial_model.table import INPUT_COLUMNS, denied_labels
-from denial_model.thresholds import Thresholds
 
 if TYPE_CHECKING:
     from denial_model.scorer import Scorer
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "denial-model"
 REGISTERED_MODEL = "denial-model"
+DIGEST_TAG = "artifact_sha256"  # model version tag: the joblib's sha256, set at registration
 CHAMPION = "champion"
 
 
@@ -151,7 +151,6 @@ def log_training(
     step("MLflow: opening the run")
     mlflow = _mlflow(tracking_uri)
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
 
     mlflow.set_experiment(experiment)
     from denial_model.evaluate import metrics_dict
@@ -176,18 +175,11 @@ def log_training(
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_artifact(str(artifact_path), artifact_path="joblib")
         step("MLflow: logging and registering the model")
-        example = _input_example()
-        signature = infer_signature(example, scorer.predict_proba(example))
-        info = mlflow.sklearn.log_model(
-            scorer.model,
-            name="model",
-            signature=signature,
-            input_example=example,
-            serialization_format="cloudpickle",
-            registered_model_name=registered_model,
-        )
+        info = _log_pyfunc(mlflow, scorer, manifest, artifact_path, registered_model)
         version = str(info.registered_model_version)
         client = MlflowClient()
+        # the digest the registry vouches for: `load_registered` checks the file against it
+        client.set_model_version_tag(registered_model, version, DIGEST_TAG, manifest["sha256"])
         step("MLflow: champion or not (both models on the same test lines)")
         decision = _champion(mlflow, client, registered_model, version, test, y, p)
         mlflow.set_tags({"champion_decision": decision["decision"], "model_version": version})
@@ -205,6 +197,27 @@ def log_training(
             "tracking_uri": resolve_uri(tracking_uri),
             **decision,
         }
+
+
+def _log_pyfunc(mlflow, scorer: Scorer, manifest: dict, artifact_path: str | Path, name: str):
+    """Log the model as a pyfunc (denial_model.serve.pyfunc) over the verified joblib artifact,
+    with its signature and a made-up input example, and register it."""
+    from mlflow.models import ModelSignature
+
+    from denial_model.serve import pyfunc
+
+    example = _input_example()
+    signature = ModelSignature(inputs=pyfunc.input_schema(), outputs=pyfunc.output_schema())
+    path = Path(artifact_path)
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=pyfunc.__file__,  # models from code: nothing of ours is pickled
+        artifacts={pyfunc.ARTIFACT_KEY: str(path), pyfunc.MANIFEST_KEY: f"{path}.manifest.json"},
+        model_config={pyfunc.DIGEST_KEY: manifest["sha256"]},
+        signature=signature,
+        input_example=example,
+        registered_model_name=name,
+    )
 
 
 def _input_example() -> pd.DataFrame:
@@ -240,9 +253,8 @@ def _champion(
             "candidate_log_loss": cand,
             "champion_log_loss": None,
         }
-    champ_model = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
     champ = float(
-        log_loss(y, np.clip(champ_model.predict_proba(test)[:, 1], 1e-6, 1 - 1e-6), labels=[False, True])
+        log_loss(y, np.clip(_champion_proba(mlflow, name, test), 1e-6, 1 - 1e-6), labels=[False, True])
     )
     moved = cand < champ
     if moved:
@@ -252,6 +264,21 @@ def _champion(
         f"on the same test lines: {'alias moved' if moved else 'champion kept'}"
     )
     return {"decision": text, "champion_moved": moved, "candidate_log_loss": cand, "champion_log_loss": champ}
+
+
+def _champion_proba(mlflow, name: str, test: pd.DataFrame) -> np.ndarray:
+    """The current champion's P(denied) on the test lines. A champion registered by 0.3 or
+    earlier (scikit-learn flavor, no digest tag) is read as that release read it, for this
+    comparison only: serving it needs `load_registered`, which refuses it."""
+    ref = f"models:/{name}@{CHAMPION}"
+    try:
+        return load_registered(ref).predict_proba(test)
+    except LegacyRegistration:
+        return mlflow.sklearn.load_model(ref).predict_proba(test)[:, 1]
+
+
+class LegacyRegistration(ArtifactError):
+    """A model version registered before the registry vouched for its file's digest."""
 
 
 def load_registered(ref: str, tracking_uri: str | None = None):
@@ -279,13 +306,26 @@ def load_registered(ref: str, tracking_uri: str | None = None):
             mv = client.get_model_version(name, version)
         else:
             raise ArtifactError(f"{ref}: use models:/NAME@ALIAS or models:/NAME/VERSION")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(mv.run_id, "manifest.json", tmp)
-            manifest = json.loads(Path(path).read_text())
-        model = mlflow.sklearn.load_model(ref)
+        digest = (mv.tags or {}).get(DIGEST_TAG)
+        if not digest:
+            raise LegacyRegistration(
+                f"{ref} (version {mv.version}) was registered by denial-model 0.3 or earlier, without "
+                f"the {DIGEST_TAG} tag that vouches for its file; re-train with `denial-model train` "
+                "to register a verifiable version"
+            )
+        with tempfile.TemporaryDirectory(prefix="denial-model-") as tmp:
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=tmp))
+            found = sorted(folder.rglob("*.joblib"))
+            if len(found) != 1:
+                raise ArtifactError(
+                    f"{ref}: expected one joblib file in the registered model, found {len(found)}"
+                )
+            loaded = load_artifact(found[0], sha256=digest)
     except MlflowException as exc:
         raise ArtifactError(f"{ref} at {uri}: {exc.message}") from None
-    return LoadedModel(model=model, thresholds=Thresholds(**manifest["thresholds"]), manifest=manifest)
+    loaded.trust = f"registry tag {DIGEST_TAG} of {mv.name} version {mv.version}"
+    loaded.manifest.setdefault("registered_version", str(mv.version))
+    return loaded
 
 
 def log_scoring(

@@ -97,6 +97,21 @@ def test_private_scikit_learn_is_touched_only_in_the_guarded_predictor_construct
                     assert node.col_offset > 0, "the private import must sit inside the guarded constructor"
 
 
+def test_only_tracking_and_the_mlflow_pyfunc_import_mlflow():
+    users = set()
+    for name, text in _sources().items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                found = any(a.name.split(".")[0] == "mlflow" for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                found = (node.module or "").split(".")[0] == "mlflow"
+            else:
+                continue
+            if found:
+                users.add(name)
+    assert users == {"tracking.py", "serve/pyfunc.py"}
+
+
 def test_every_module_says_why_it_exists():
     for name, text in _sources().items():
         assert ast.get_docstring(ast.parse(text)), f"{name} has no module docstring"

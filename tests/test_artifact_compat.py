@@ -28,3 +28,15 @@ def test_an_artifact_saved_by_the_previous_layout_loads_and_scores_the_same():
     np.testing.assert_allclose(scored["denial_probability"], expected, rtol=0, atol=1e-12)
     assert isinstance(loaded.scorer.predictor, BinnedPredictor)
     assert loaded.drift_reference is not None
+
+
+def test_an_artifact_of_the_dict_era_is_wrapped_in_the_one_estimator():
+    from denial_model.estimator import DenialModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = load_artifact(LEGACY / "model.joblib")
+    assert isinstance(loaded.estimator, DenialModel)
+    lines = pd.read_parquet(LEGACY / "lines.parquet")
+    expected = np.array(json.loads((LEGACY / "expected_p.json").read_text()))
+    np.testing.assert_allclose(loaded.estimator.predict_proba(lines)[:, 1], expected, rtol=0, atol=1e-12)

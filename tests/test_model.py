@@ -1,11 +1,8 @@
 """The denial model: one Pipeline, labels never features, artifact integrity, MLflow tracking."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import joblib
 import numpy as np
@@ -17,11 +14,12 @@ from typer.testing import CliRunner
 from denial_model.artifact import ArtifactError, load_artifact, manifest_path, save_artifact
 from denial_model.cli import app
 from denial_model.features import ClaimFeatures
-from denial_model.jobs import run_training
+from denial_model.jobs import load_model, run_training
 from denial_model.scorer import Scorer
 from denial_model.simulate import SimConfig, simulate
 from denial_model.table import LABEL_COLUMNS
 from denial_model.train import TrainConfig, train_model
+from tests.servers import free_port, running
 
 CFG = TrainConfig(max_iter=60)
 
@@ -102,7 +100,7 @@ def test_tampered_artifact_is_refused_and_version_mismatch_warns(tmp_path, train
     with pytest.warns(UserWarning, match="sklearn 0.0.1"):
         load_artifact(path)
     blob = joblib.load(path)
-    blob["thresholds"].high = 0.99
+    blob.thresholds_.high = 0.99  # the artifact is one DenialModel estimator
     tampered = tmp_path / "tampered.joblib"
     joblib.dump(blob, tampered)
     manifest_path(tampered).write_text(manifest_path(path).read_text())
@@ -157,11 +155,14 @@ def _run_and_check(uri, history, tmp_path, experiment):
     assert str(client.get_model_version_by_alias("denial-model", "champion").version) == tr["model_version"]
     run2 = client.get_run(out2.tracking["run_id"])
     assert "champion.log_loss_same_test" in run2.data.metrics
-    loaded = mlflow.sklearn.load_model("models:/denial-model@champion")
-    assert np.allclose(
-        loaded.predict_proba(history.tail(50))[:, 1],
-        out1.result.model.predict_proba(history.tail(50))[:, 1],
-    )
+    # the registered pyfunc answers probabilities (not labels), and the toolkit loads the
+    # champion's joblib only after checking it against the version's digest tag
+    expected = out1.result.model.predict_proba(history.tail(50))[:, 1]
+    rows = mlflow.pyfunc.load_model("models:/denial-model@champion").predict(history.tail(50))
+    assert np.allclose(rows["denial_probability"].to_numpy(dtype=float), expected)
+    verified = load_model("models:/denial-model@champion", uri)
+    assert verified.trust.startswith("registry tag artifact_sha256")
+    assert np.allclose(verified.predict_proba(history.tail(50)), expected)
 
 
 @pytest.mark.slow
@@ -170,52 +171,28 @@ def test_training_is_tracked_in_an_embedded_sqlite_store(tmp_path, history, monk
     _run_and_check(f"sqlite:///{tmp_path / 'mlflow.db'}", history, tmp_path, "sqlite-test")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, history):
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "artifacts"),
-            "--workers",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.5)
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'server.db'}",
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    with running(cmd, f"http://127.0.0.1:{port}/health", tmp_path, tmp_path / "server.log", timeout=90):
         _run_and_check(f"http://127.0.0.1:{port}", history, tmp_path, "server-test")
         assert any((tmp_path / "artifacts").rglob("roc.png"))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):

@@ -1,0 +1,394 @@
+"""The HTTP service: FastAPI routes over the same `DenialModel` batch scoring uses.
+
+Routes: `POST /v1/score` (model), `POST /v1/check` (rules only), `GET /v1/model`,
+`POST /v1/admin/reload`, `GET /metrics` (all behind an API key), `GET /healthz` and
+`GET /readyz` (open, for orchestrators). Every scoring answer accounts for every line:
+lines in = results + rejects.
+
+What protects the service (the `Guard` middleware and the handlers):
+- keys: `Authorization: Bearer KEY`, checked against sha256 digests (`serve.auth`);
+- size: a body over `max_body_bytes` is a 413 whether or not it declared its length, and a
+  request over `max_lines` lines is a 413, both naming the limit;
+- time: scoring runs in a worker thread; past `timeout_seconds` the caller gets a 503
+  (the thread finishes on its own, its answer dropped);
+- shape: malformed JSON, wrong types, unknown or missing columns are 422 with the field
+  path; a value the claim-line contract refuses is a reject for that line only;
+- logs: request id, route, status, line counts and latency; never a claim value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+import pandas as pd
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+import denial_model
+from denial_model.estimator import aligned_rows, line_ids, text_or_none
+from denial_model.rules.pack import load_pack
+from denial_model.scorer import SCORE_COLUMNS
+from denial_model.scrub import check_frame
+from denial_model.serve.auth import KeyCheck
+from denial_model.serve.holder import ModelHolder, Served
+from denial_model.serve.metrics import CONTENT_TYPE, ServiceMetrics
+from denial_model.serve.schemas import (
+    CheckRequest,
+    CheckResponse,
+    ModelInfo,
+    ScoreRequest,
+    ScoreResponse,
+)
+from denial_model.table import INPUT_COLUMNS
+
+__all__ = ["ServeSettings", "create_app"]
+
+log = logging.getLogger("denial_model.serve")
+ROUTES = ("/v1/score", "/v1/check", "/v1/model", "/v1/admin/reload", "/metrics", "/healthz", "/readyz")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What `denial-model serve` configures. `key_digests` None: no authentication (the CLI
+    allows it only with --insecure-no-auth, bound to loopback)."""
+
+    key_digests: frozenset[str] | None
+    max_body_bytes: int = 16 * 2**20
+    max_lines: int = 10_000
+    timeout_seconds: float = 30.0
+    workers: int = 4  # scoring threads at once; further requests wait their turn
+
+
+class _Problem(Exception):
+    """An answer other than 200 from inside a handler: status and message."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+
+
+def _json(body: dict, status: int = 200, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Guard:
+    """Pure ASGI middleware around the app: request id, body size cap (counting what
+    arrives, so a body without Content-Length is capped too), metrics and the log line."""
+
+    def __init__(self, app, settings: ServeSettings, metrics: ServiceMetrics):
+        self.app, self.limit, self.metrics = app, settings.max_body_bytes, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        route = scope["path"] if scope["path"] in ROUTES else "other"
+        state = {"received": 0, "too_large": False, "status": 500}
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            state["too_large"] = True
+
+        async def capped_receive():
+            if state["too_large"]:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            msg = await receive()
+            if msg["type"] == "http.request":
+                state["received"] += len(msg.get("body", b""))
+                if state["received"] > self.limit:
+                    state["too_large"] = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+            return msg
+
+        async def marked_send(msg):
+            if msg["type"] == "http.response.start":
+                if state["too_large"]:
+                    msg = {**msg, "status": 413, "headers": [(b"content-type", b"application/json")]}
+                state["status"] = msg["status"]
+                msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode())]}
+            elif msg["type"] == "http.response.body" and state["too_large"]:
+                if msg.get("more_body"):
+                    return
+                detail = f"request body over the limit of {self.limit:,} bytes"
+                msg = {"type": "http.response.body", "body": json.dumps({"detail": detail}).encode()}
+            await send(msg)
+
+        try:
+            await self.app(scope, capped_receive, marked_send)
+        finally:
+            took = time.perf_counter() - start
+            self.metrics.request(route, state["status"], took)
+            lines = scope["state"].get("lines", "")
+            log.info(
+                "request_id=%s method=%s route=%s status=%s lines=%s ms=%.1f",
+                rid,
+                scope["method"],
+                route,
+                state["status"],
+                lines,
+                took * 1000,
+            )
+
+
+def _frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
+    return (
+        pd.DataFrame.from_records(lines, columns=list(INPUT_COLUMNS))
+        if lines
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in INPUT_COLUMNS})
+    )
+
+
+def _records(df: pd.DataFrame) -> str:
+    return df.to_json(orient="records") if len(df) else "[]"
+
+
+def _rejects(rejects: pd.DataFrame) -> pd.DataFrame:
+    out = rejects[["row", "claim_id", "line_number", "column", "reason"]].copy()
+    for c in ("claim_id", "line_number"):
+        out[c] = text_or_none(out[c])
+    return out
+
+
+def _raw_json(parts: dict[str, Any], raw: dict[str, str]) -> Response:
+    """A JSON object from plain values and already serialized JSON arrays (the result
+    tables, serialized by pandas in one call each instead of one object per line)."""
+    head = json.dumps(parts)[:-1]
+    tail = "".join(f', "{k}": {v}' for k, v in raw.items())
+    return Response(head + tail + "}", media_type="application/json")
+
+
+def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
+    """The service over a `ModelHolder` (loaded by the caller, so a bad model fails the start)."""
+    metrics = ServiceMetrics()
+    keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
+    limiter = anyio.CapacityLimiter(settings.workers)
+    rules_only_pack = load_pack() if holder.ref is None else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if holder.current is not None:
+            metrics.serving(holder.current.version, holder.current.sha256)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, reload))
+        yield
+
+    app = FastAPI(
+        title="denial-model",
+        version=denial_model.__version__,
+        description="P(denied), reasons and fixes for drug claim lines before they are sent.",
+        lifespan=lifespan,
+    )
+
+    def reload() -> dict:
+        result = holder.reload()
+        if holder.current is not None:
+            metrics.serving(holder.current.version, holder.current.sha256)
+        log.info("reload: %s", {k: v for k, v in result.items() if k != "sha256"})
+        return result
+
+    def authorized(request: Request) -> None:
+        if keys is not None and not keys.allows(request.headers.get("authorization")):
+            raise _Problem(
+                401, "a valid API key is required: Authorization: Bearer KEY", {"WWW-Authenticate": "Bearer"}
+            )
+
+    def served() -> Served:
+        if holder.current is None:
+            raise _Problem(503, "no model is loaded: start the service with --model to score")
+        return holder.current
+
+    def line_cap(request: Request, n_lines: int, n_history: int) -> None:
+        request.state.lines = n_lines
+        if n_lines + n_history > settings.max_lines:
+            raise _Problem(
+                413,
+                f"{n_lines + n_history:,} lines in one request; the limit is "
+                f"{settings.max_lines:,} (lines + history)",
+            )
+
+    async def in_thread(fn, *args):
+        try:
+            with anyio.fail_after(settings.timeout_seconds):
+                return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+        except TimeoutError:
+            raise _Problem(503, f"scoring took longer than {settings.timeout_seconds:g} s") from None
+
+    @app.exception_handler(_Problem)
+    async def problem(request: Request, exc: _Problem):
+        return _json({"detail": exc.detail}, exc.status, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        rid = request.scope.get("state", {}).get("request_id", "")
+        log.exception("request_id=%s internal error (a bug in denial-model)", rid)
+        return _json({"detail": f"internal error (a bug in denial-model); request id {rid}"}, 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return _json({"detail": _field_errors(exc.errors())}, 422)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is up")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="A model is loaded and warmed (or rules only)")
+    async def readyz():
+        if holder.ref is not None and holder.current is None:
+            return _json({"status": "not ready", "reason": holder.last_error or "loading"}, 503)
+        return {"status": "ready", "model_version": holder.current.version if holder.current else None}
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        dependencies=[Depends(authorized)],
+        response_class=Response,
+        summary="Prometheus metrics",
+    )
+    async def prometheus():
+        return Response(metrics.text(), media_type=CONTENT_TYPE)
+
+    @app.get(
+        "/v1/model",
+        response_model=ModelInfo,
+        dependencies=[Depends(authorized)],
+        summary="The model being served",
+    )
+    async def model_info():
+        return _model_info(served())
+
+    @app.post(
+        "/v1/admin/reload",
+        dependencies=[Depends(authorized)],
+        tags=["operations"],
+        summary="Load the model again (an alias resolved anew); swap it in without dropping requests",
+    )
+    async def admin_reload():
+        return await anyio.to_thread.run_sync(reload)
+
+    @app.post(
+        "/v1/score",
+        response_model=ScoreResponse,
+        dependencies=[Depends(authorized)],
+        summary="P(denied), risk tier, rule hits, reasons, fixes, dollars at risk per line",
+    )
+    async def score(body: ScoreRequest, request: Request):
+        line_cap(request, len(body.lines), len(body.history or []))
+        current = served()
+        answer = (await in_thread(_score, current, body))(request)
+        metrics.counted("/v1/score", "scored", request.state.scored)
+        metrics.counted("/v1/score", "rejected", len(body.lines) - request.state.scored)
+        return answer
+
+    @app.post(
+        "/v1/check",
+        response_model=CheckResponse,
+        dependencies=[Depends(authorized)],
+        summary="The rule pack's findings per line (the scrubber; no model involved)",
+    )
+    async def check(body: CheckRequest, request: Request):
+        line_cap(request, len(body.lines), 0)
+        current = holder.current
+        pack = current.loaded.scorer.rules.pack_ if current is not None else rules_only_pack
+        answer = (await in_thread(_check, pack, body))(request)
+        metrics.counted("/v1/check", "checked", request.state.checked)
+        metrics.counted("/v1/check", "rejected", len(body.lines) - request.state.checked)
+        return answer
+
+    return Guard(app, settings, metrics)  # type: ignore[return-value]
+
+
+def _field_errors(errors) -> list[dict]:
+    """pydantic's errors as {loc, msg}: one per field (a value of the wrong JSON type fails
+    each member of the scalar union: reported once), never the offending value (PHI)."""
+    out, seen = [], set()
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p not in ("str", "int", "float", "bool", "none")]
+        key = tuple(map(str, loc))
+        if key in seen:
+            continue
+        seen.add(key)
+        msg = e.get("msg", "invalid")
+        if e.get("type") in ("string_type", "int_type", "float_type", "bool_type"):
+            msg = "must be a JSON string, number, boolean or null"
+        out.append({"loc": loc, "msg": msg, "type": e.get("type", "")})
+    return out
+
+
+def _model_info(current: Served) -> dict:
+    m = current.loaded.manifest
+    return {
+        "ref": current.ref,
+        "version": current.version,
+        "sha256": current.sha256,
+        "trust": current.loaded.trust,
+        "trained_at": m.get("trained_at"),
+        "denial_model_version": m.get("denial_model_version"),
+        "sklearn_version": m.get("sklearn_version"),
+        "rule_pack_sha256": m.get("rule_pack_sha256"),
+        "thresholds": m.get("thresholds", {}),
+        "metrics": m.get("metrics", {}),
+        "loaded_at": current.loaded_at,
+    }
+
+
+def _score(current: Served, body: ScoreRequest):
+    df = _frame(body.lines)
+    history = _frame(body.history) if body.history else None
+    scored, rejects = current.loaded.estimator.explain(df, history=history)
+    rows = aligned_rows(df, scored, rejects)
+    results = rows.loc[
+        rows["status"].to_numpy() == "scored", ["row", "claim_id", "line_number", *SCORE_COLUMNS]
+    ]
+
+    def response(request: Request) -> Response:
+        request.state.scored = len(results)
+        parts = {
+            "model": {"version": current.version, "sha256": current.sha256},
+            "lines_in": len(df),
+            "lines_scored": len(results),
+            "lines_rejected": len(rejects),
+        }
+        return _raw_json(parts, {"results": _records(results), "rejects": _records(_rejects(rejects))})
+
+    return response
+
+
+def _check(pack, body: CheckRequest):
+    df = _frame(body.lines)
+    res = check_frame(df, pack)
+    bad = res.rejects["row"].to_numpy(dtype=np.int64)
+    good = np.setdiff1d(np.arange(len(df)), bad)
+    results = (
+        line_ids(df)
+        .iloc[good]
+        .assign(
+            rule_hits=res.checked["rule_hits"].to_numpy(), rule_carcs=res.checked["rule_carcs"].to_numpy()
+        )
+    )
+
+    def response(request: Request) -> Response:
+        request.state.checked = len(results)
+        parts = {
+            "rule_pack_sha256": pack.sha256,
+            "lines_in": len(df),
+            "lines_checked": len(results),
+            "lines_rejected": len(bad),
+        }
+        return _raw_json(parts, {"results": _records(results), "rejects": _records(_rejects(res.rejects))})
+
+    return response
