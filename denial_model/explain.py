@@ -43,12 +43,22 @@ class Findings:
     after: np.ndarray
 
 
+# Up to this many (line, finding) pairs, the corrected rows are stacked and scored in one
+# pass over all trees; above it, each rule's rows are re-scored on the trees that use the
+# rule (fewer row walks, more calls). Measured crossover: 20k pairs (about 60k lines).
+STACKED_PAIRS = 20_000
+
+
 def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) -> Findings:
     """Probability after correcting each finding, for every (line, fired rule) pair.
 
     `predictor` is a `denial_model.predict` predictor, `prepared` its `prepare(...)` of the
-    lines and `raw` its `raw(prepared)`; each rule's lines are re-scored in one call."""
+    lines and `raw` its `raw(prepared)`."""
     row, rule = np.nonzero(result.hits)
+    if 0 < len(row) <= STACKED_PAIRS:
+        after = predictor.proba_zeroed_pairs(prepared, row, [result.rules[j].id for j in rule])
+        by_line = np.lexsort((rule, after, row))
+        return Findings(row=row[by_line], rule=rule[by_line], after=after[by_line])
     after = np.empty(len(row))
     order = np.argsort(rule, kind="stable")
     bounds = np.searchsorted(rule[order], np.arange(len(result.rules) + 1))

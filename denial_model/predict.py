@@ -167,6 +167,14 @@ class BinnedPredictor:
             after -= tree.predict_binned(orig, self.missing_bin, threads)
         return self.calibrate(after)
 
+    def proba_zeroed_pairs(self, Xb: np.ndarray, rows: np.ndarray, features: list[str]) -> np.ndarray:
+        """P(denied) of each (row, feature) pair with that feature set to 0: the pairs'
+        rows stacked and walked through every tree once (few pairs: fewer, larger calls)."""
+        fixed = Xb[rows]
+        cols = np.array([self.position[f] for f in features], dtype=np.int64)
+        fixed[np.arange(len(rows)), cols] = self.zero_bins[cols]
+        return self.proba(fixed)
+
     def __call__(self, X: pd.DataFrame) -> np.ndarray:
         return self.proba(self.prepare(X))
 
@@ -202,6 +210,14 @@ class PublicPredictor:
     def proba_zeroed(self, X: pd.DataFrame, raw: np.ndarray, rows: np.ndarray, feature: str) -> np.ndarray:
         fixed = X.iloc[rows].reset_index(drop=True)
         fixed[feature] = np.zeros(len(fixed), dtype=fixed[feature].dtype)
+        return self.proba(fixed)
+
+    def proba_zeroed_pairs(self, X: pd.DataFrame, rows: np.ndarray, features: list[str]) -> np.ndarray:
+        fixed = X.iloc[rows].reset_index(drop=True)
+        names = np.asarray(features, dtype=object)
+        for f in pd.unique(names):
+            at = np.flatnonzero(names == f)
+            fixed.loc[at, f] = np.zeros(len(at), dtype=fixed[f].dtype)
         return self.proba(fixed)
 
     def __call__(self, X: pd.DataFrame) -> np.ndarray:

@@ -140,7 +140,25 @@ class Reference:
     def ndc_codes(self) -> pd.Series:
         """NDC -> the HCPCS code it is a product of (first listed when several; see
         `ndc_code_pairs` for all of them)."""
+        return self._ndc_first_code
+
+    @cached_property
+    def _ndc_first_code(self) -> pd.Series:
         return self.crosswalk.drop_duplicates("ndc").set_index("ndc")["hcpcs_code"]
+
+    @cached_property
+    def ndc_code_index(self) -> pd.MultiIndex:
+        """`ndc_code_pairs` as a (ndc, hcpcs_code) index, for looking pairs up."""
+        return pd.MultiIndex.from_frame(self.ndc_code_pairs[["ndc", "hcpcs_code"]])
+
+    def derived(self, key: tuple, build):
+        """A fact of these tables combined with something fixed (a rule pack, keyed by its
+        hash), built once per process: scoring a claim at a time must not rebuild lookups
+        from the whole crosswalk on every call."""
+        cache = self.__dict__.setdefault("_derived", {})
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
     @cached_property
     def ndc_code_pairs(self) -> pd.DataFrame:

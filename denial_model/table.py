@@ -146,6 +146,39 @@ def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
         return pd.Categorical.from_codes(codes, categories=cats, validate=False)
 
 
+# A table of a few lines (a claim sent to the service) is dominated by pandas' fixed cost
+# per call, not by the values: `per_unique` answers its few distinct values from what the
+# same function gave the same value before (functions are told apart by their code and the
+# values they close over), and asks the function only for values it has not seen.
+MEMO_UNIQUES = 64
+MEMO_SIZE = 20_000
+_MEMO: dict[tuple, dict] = {}
+
+
+def _memo_apply(fn, uniques: np.ndarray) -> np.ndarray | None:
+    """fn's results for `uniques`, in the dtype fn gives them (None: answer without the memo,
+    for a function that cannot be told apart or whose result type varies with its input)."""
+    try:
+        cells = tuple(c.cell_contents for c in fn.__closure__ or ())
+        memo = _MEMO.setdefault((fn.__code__, cells), {"dtype": None, "seen": {}})
+    except (AttributeError, TypeError, ValueError):  # not a plain function, or unhashable closure
+        return None
+    seen = memo["seen"]
+    keys = [(type(u), u) for u in uniques]  # 1, 1.0, '1' and True are different inputs
+    missing = [i for i, k in enumerate(keys) if k not in seen]
+    if missing:
+        got = np.asarray(fn(pd.Series(uniques[missing], dtype=object)).to_numpy())
+        if memo["dtype"] is None and got.dtype.kind in "biufO":
+            memo["dtype"] = got.dtype
+        if got.dtype != memo["dtype"]:
+            return None
+        if len(seen) > MEMO_SIZE:
+            seen.clear()
+        seen.update(zip((keys[i] for i in missing), got.tolist(), strict=True))
+    out = np.array([seen[k] for k in keys], dtype=object)
+    return out if memo["dtype"].kind == "O" else out.astype(memo["dtype"])
+
+
 def per_unique(s: pd.Series, fn) -> pd.Series:
     """Apply a Series -> Series function to the distinct values only, then spread back.
 
@@ -154,7 +187,9 @@ def per_unique(s: pd.Series, fn) -> pd.Series:
     back categorical (codes per row, each distinct text once); others as plain arrays.
     """
     codes, uniques = _factorize(s)
-    vals = np.asarray(fn(pd.Series(uniques, dtype=object)).to_numpy())
+    vals = _memo_apply(fn, uniques) if len(uniques) <= MEMO_UNIQUES else None
+    if vals is None:
+        vals = np.asarray(fn(pd.Series(uniques, dtype=object)).to_numpy())
     if vals.dtype == object:
         rcodes, runiques = pd.factorize(vals)  # distinct results (normalizing can merge values)
         return pd.Series(
@@ -298,6 +333,24 @@ def check_date_format(date_format: str | None) -> str | None:
     return date_format
 
 
+_NO_DAY = np.iinfo(np.int64).min // 8  # "not a date" in `_date_facts`' packed numbers
+
+
+def _date_facts(u: pd.Series, date_format: str | None) -> pd.Series:
+    """Per distinct text: day number * 4 + 2 if it has a time of day other than midnight
+    + 1 if it is not empty (`_NO_DAY` for the day when it is not a date): one integer, so
+    `per_unique` can spread (and remember) all three facts at once."""
+    u = u.fillna("").astype(str)
+    parts = u.str.extract(_DATE_RE)
+    parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce")
+    if date_format is not None and (other := parsed.isna() & (u != "")).any():
+        parsed[other] = pd.to_datetime(u[other], format=date_format, errors="coerce")
+    raw = parsed.to_numpy()
+    day = np.where(np.isnat(raw), _NO_DAY, raw.astype("datetime64[D]").astype(np.int64))
+    timed = (parts[1].notna() & ~parts[1].fillna("").str.fullmatch(_MIDNIGHT_RE)).to_numpy()
+    return pd.Series(day * 4 + timed.astype(np.int64) * 2 + (u != "").to_numpy().astype(np.int64))
+
+
 def _date(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series, pd.Series]:
     """(dates as datetime64[ns], True where a non-empty cell is not a date in 1900-2262,
     True where it has a time of day other than midnight). Text is ISO; with `date_format`,
@@ -310,18 +363,10 @@ def _date(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.S
         present = ~np.isnat(raw)
         timed = present & (raw != days.astype(raw.dtype))
     else:
-        text = _as_text(s)
-        codes, uniques = _factorize(text)
-        u = pd.Series(uniques, dtype=object).fillna("").astype(str)
-        parts = u.str.extract(_DATE_RE)
-        parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce")
-        if date_format is not None and (other := parsed.isna() & (u != "")).any():
-            parsed[other] = pd.to_datetime(u[other], format=date_format, errors="coerce")
-        parsed = parsed.to_numpy()
-        days = parsed.astype("datetime64[D]")[codes]
-        present = (u != "").to_numpy()[codes]
-        timed_u = parts[1].notna() & ~parts[1].fillna("").str.fullmatch(_MIDNIGHT_RE)
-        timed = timed_u.to_numpy()[codes]
+        packed = per_unique(_as_text(s), lambda u: _date_facts(u, date_format)).to_numpy()
+        present, timed = (packed & 1).astype(bool), (packed & 2).astype(bool)
+        day = packed >> 2
+        days = np.where(day == _NO_DAY, np.datetime64("NaT"), day.astype("datetime64[D]"))
     in_range = ~np.isnat(days) & (days >= _FIRST_DAY) & (days < _END_DAY)
     vals = np.where(in_range, days, np.datetime64("NaT")).astype("datetime64[ns]")
     bad = present & ~in_range

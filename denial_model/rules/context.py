@@ -45,10 +45,20 @@ class Context:
                 self._factors[name] = _factorize(self.df[name])
         return self._factors[name]
 
+    @cached_property
+    def _isin(self) -> dict[tuple, np.ndarray]:
+        return {}
+
     def isin(self, name: str, values) -> np.ndarray:
-        """`column in values` for every line, tested on the column's distinct values only."""
-        codes, uniques = self.factor(name)
-        return np.isin(uniques, list(values))[codes] if self.n else np.zeros(0, bool)
+        """`column in values` for every line, tested on the column's distinct values only
+        (once per table and value list: many rules share a selector)."""
+        key = (name, tuple(values))
+        if key not in self._isin:
+            codes, uniques = self.factor(name)
+            wanted = set(key[1])
+            hit = np.fromiter((u in wanted for u in uniques), dtype=bool, count=len(uniques))
+            self._isin[key] = hit[codes] if self.n else np.zeros(0, bool)
+        return self._isin[key]
 
     def startswith(self, name: str, prefixes) -> np.ndarray:
         codes, uniques = self.factor(name)
@@ -95,7 +105,7 @@ class Context:
         ndc_codes, ndc_u = self.factor("ndc")
         code_codes, code_u = self.code_factor
         inverse, distinct = pd.factorize(ndc_codes.astype(np.int64) * (len(code_u) + 1) + code_codes)
-        listed = pd.MultiIndex.from_frame(self.ref.ndc_code_pairs[["ndc", "hcpcs_code"]])
+        listed = self.ref.ndc_code_index
         wanted = pd.MultiIndex.from_arrays(
             [
                 ndc_u[distinct // (len(code_u) + 1)],
@@ -113,13 +123,16 @@ class Context:
         return np.where(row >= 0, per_item[np.maximum(row, 0)] if len(per_item) else np.nan, np.nan)
 
     def _product_facts(self, attribute: str, default) -> np.ndarray:
-        facts = {
-            p.ndc: getattr(p, attribute)
-            for pol in self.pack.policies
-            for p in pol.products
-            if getattr(p, attribute) is not None
-        }
-        return self.per_ndc(pd.Series(facts, dtype=object), default)
+        def build() -> pd.Series:
+            facts = {
+                p.ndc: getattr(p, attribute)
+                for pol in self.pack.policies
+                for p in pol.products
+                if getattr(p, attribute) is not None
+            }
+            return pd.Series(facts, dtype=object)
+
+        return self.per_ndc(self.ref.derived(("product", self.pack.sha256, attribute), build), default)
 
     @cached_property
     def container(self) -> np.ndarray:
@@ -142,8 +155,14 @@ class Context:
         by = {k: np.zeros(self.n, dtype=np.int16) for k in ("ndc", "desc", "code")}
         for k, p in enumerate(policies, start=1):
             # an NDC the crosswalk lists under any of the policy's codes is its drug
-            listed = pairs.loc[pairs["hcpcs_code"].isin(p.match_codes), "ndc"]
-            hit_ndc = np.isin(ndc_u, p.match_ndcs) | np.isin(ndc_u, listed.to_numpy())
+            ndcs = self.ref.derived(
+                ("policy_ndcs", self.pack.sha256, p.name),
+                lambda p=p: (
+                    frozenset(pairs.loc[pairs["hcpcs_code"].isin(p.match_codes), "ndc"])
+                    | frozenset(p.match_ndcs)
+                ),
+            )
+            hit_ndc = np.fromiter((u in ndcs for u in ndc_u), dtype=bool, count=len(ndc_u))
             self._first(by["ndc"], hit_ndc[ndc_codes], k)
             if p.match_description:
                 rx = re.compile(r"\b(?:" + "|".join(map(re.escape, p.match_description)) + r")\b", re.I)
@@ -162,12 +181,15 @@ class Context:
     def unit_mg(self) -> np.ndarray:
         return self.per_code(self.ref.hcpcs["unit_mg"], np.nan).astype(float)
 
-    @cached_property
-    def is_drug_line(self) -> np.ndarray:
+    def _drug_codes(self) -> pd.Series:
         drug_codes = set(self.ref.crosswalk["hcpcs_code"]) | set(self.pack.noc_codes)
         for p in self.pack.policies:
             drug_codes |= set(p.match_codes) | {p.document_code.code, p.official_code.code} - {None}
-        known = pd.Series(True, index=sorted(drug_codes))
+        return pd.Series(True, index=sorted(drug_codes))
+
+    @cached_property
+    def is_drug_line(self) -> np.ndarray:
+        known = self.ref.derived(("drug_codes", self.pack.sha256), self._drug_codes)
         listed = self.per_code(known, False).astype(bool)
         first = np.array([c[:1] == "J" for c in self.code_factor[1]], dtype=bool)
         return listed | (first[self.code_factor[0]] if self.n else np.zeros(0, bool))

@@ -505,11 +505,11 @@ def _bill_unknown_code(c: pd.DataFrame, p: dict) -> pd.DataFrame:
 
 @kind("code_valid_on_date", breaks=_bill_unknown_code)
 def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    h = ctx.ref.hcpcs
-    procs = h[h["kind"] == "procedure"]
+    procs = ctx.ref.derived(("procedures",), lambda: ctx.ref.hcpcs[ctx.ref.hcpcs["kind"] == "procedure"])
     add = ctx.per_code(procs["add_date"], np.datetime64("NaT")).astype("datetime64[ns]")
     term = ctx.per_code(procs["termination_date"], np.datetime64("NaT")).astype("datetime64[ns]")
-    known = ctx.per_code(pd.Series(True, index=procs.index), False).astype(bool)
+    listed = ctx.ref.derived(("procedure_listed",), lambda: pd.Series(True, index=procs.index))
+    known = ctx.per_code(listed, False).astype(bool)
     numeric = np.array([c[:1].isdigit() for c in ctx.code_factor[1]], dtype=bool)
     numeric = numeric[ctx.code_factor[0]] if ctx.n else np.zeros(0, bool)
     svc = ctx.df["service_date"].to_numpy()
@@ -545,7 +545,10 @@ def _specific_code(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
         if pol.is_drug and pol.official_code.code and pol.official_code.code not in noc
     }
     pairs = ctx.ref.ndc_code_pairs
-    specific_ndcs = pd.Series(True, index=pairs.loc[~pairs["hcpcs_code"].isin(noc), "ndc"].unique())
+    specific_ndcs = ctx.ref.derived(
+        ("specific_ndcs", ctx.pack.sha256),
+        lambda: pd.Series(True, index=pairs.loc[~pairs["hcpcs_code"].isin(noc), "ndc"].unique()),
+    )
     has_ndc_code = ctx.per_ndc(specific_ndcs, False).astype(bool)
     drug_has_code = ctx.isin("drug", specific)
     return ctx.isin("hcpcs_code", noc) & (has_ndc_code | drug_has_code)
@@ -596,22 +599,22 @@ def _excluded(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 
 def _group_ids(*keys: np.ndarray) -> np.ndarray:
-    """One integer per distinct tuple of keys (vectorized). Integer keys are packed into one
-    int64 (mixed radix) and factorized once; other keys go through a pandas groupby."""
-    arrays = [np.asarray(k) for k in keys]
-    if arrays and all(a.dtype.kind in "iub" for a in arrays) and len(arrays[0]):
-        packed = np.zeros(len(arrays[0]), dtype=np.int64)
-        span = 1
-        for a in arrays:
-            lo, hi = int(a.min()), int(a.max())
-            span *= hi - lo + 1
-            if span >= 2**62:
-                break
-            packed = packed * (hi - lo + 1) + (a.astype(np.int64) - lo)
+    """One integer per distinct tuple of keys, numbered in order of first appearance
+    (vectorized). Each key becomes small integer codes (an offset for a compact integer
+    range, else a factorize) and the codes are combined a key at a time, so the combined
+    number never exceeds lines x distinct values of one key."""
+    n = len(keys[0]) if keys else 0
+    ids = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return ids
+    for key in keys:
+        a = np.asarray(key)
+        if a.dtype.kind in "iub" and int(a.max()) - int(a.min()) <= 4 * n:
+            codes = a.astype(np.int64) - int(a.min())
         else:
-            return pd.factorize(packed)[0].astype(np.int64)
-    frame = pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)})
-    return frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+            codes = np.asarray(pd.factorize(a, use_na_sentinel=False)[0], dtype=np.int64)
+        ids = np.asarray(pd.factorize(ids * (int(codes.max()) + 1) + codes)[0], dtype=np.int64)
+    return ids
 
 
 def _over_max(c: pd.DataFrame, p: dict) -> pd.DataFrame:
@@ -641,8 +644,9 @@ def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     idx = np.flatnonzero(active)
     # exact duplicates (same patient, code, day, units) are the duplicate rule's finding
     units = ctx.df["units"].to_numpy(dtype=float)
-    key = {"p": ctx.patient_codes[idx], "c": ctx.code[idx], "d": ctx.service_day[idx], "u": units[idx]}
-    first = ~pd.DataFrame(key).duplicated().to_numpy()
+    same = _group_ids(ctx.patient_codes[idx], ctx.code_factor[0][idx], ctx.service_day[idx], units[idx])
+    first = np.zeros(len(idx), dtype=bool)
+    first[np.unique(same, return_index=True)[1]] = True
     what = np.where(ctx.drug[idx] != "", ctx.drug[idx], ctx.code[idx])  # drug, else code
     g = _group_ids(ctx.patient_codes[idx], what, ctx.service_day[idx])
     totals = np.bincount(g, weights=val[idx] * first)

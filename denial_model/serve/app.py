@@ -36,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 import denial_model
-from denial_model.estimator import aligned_rows, line_ids, text_or_none
+from denial_model.estimator import line_ids, text_or_none
 from denial_model.rules.pack import load_pack
 from denial_model.scorer import SCORE_COLUMNS
 from denial_model.scrub import check_frame
@@ -157,6 +157,8 @@ def _records(df: pd.DataFrame) -> str:
 
 
 def _rejects(rejects: pd.DataFrame) -> pd.DataFrame:
+    if not len(rejects):
+        return rejects
     out = rejects[["row", "claim_id", "line_number", "column", "reason"]].copy()
     for c in ("claim_id", "line_number"):
         out[c] = text_or_none(out[c])
@@ -350,10 +352,9 @@ def _score(current: Served, body: ScoreRequest):
     df = _frame(body.lines)
     history = _frame(body.history) if body.history else None
     scored, rejects = current.loaded.estimator.explain(df, history=history)
-    rows = aligned_rows(df, scored, rejects)
-    results = rows.loc[
-        rows["status"].to_numpy() == "scored", ["row", "claim_id", "line_number", *SCORE_COLUMNS]
-    ]
+    good = np.setdiff1d(np.arange(len(df)), rejects["row"].to_numpy(dtype=np.int64))
+    ids = line_ids(df).iloc[good].reset_index(drop=True)
+    results = pd.concat([ids, scored[list(SCORE_COLUMNS)].reset_index(drop=True)], axis=1)
 
     def response(request: Request) -> Response:
         request.state.scored = len(results)
