@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import free_port, wait_healthy
+from tests.servers import free_port, running
 
 TARGET_P99_MS = 50.0
 TARGET_LINES_PER_S = 20_000
@@ -133,6 +131,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50.0, help="single-claim requests per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     ap.add_argument("--clients", type=int, default=2, help="concurrent clients sending batches")
+    ap.add_argument("--workers", type=int, default=2, help="server processes (denial-model serve --workers)")
     args = ap.parse_args()
     from denial_model.serve.auth import new_key
 
@@ -144,22 +143,12 @@ def main() -> None:
         key, digest = new_key()
         port = free_port()
         cmd = [sys.executable, "-m", "denial_model.cli", "serve", "--model", str(model), "--port", str(port)]
-        env = {**os.environ, "DENIAL_MODEL_API_KEYS": digest}
-        log = open(folder / "serve.log", "wb")  # noqa: SIM115 (closed after the server stops)
-        server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_healthy(f"http://127.0.0.1:{port}/readyz", server)
+        cmd += ["--workers", str(args.workers)]
+        env = {"DENIAL_MODEL_API_KEYS": digest}
+        with running(cmd, f"http://127.0.0.1:{port}/readyz", folder, folder / "serve.log", env=env):
             result = asyncio.run(_run(f"http://127.0.0.1:{port}", key, args, pairs, batch))
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-            log.close()
     s, b = result["single_claims"], result["batches_500"]
-    print(json.dumps(result, indent=2))
+    print(json.dumps({"workers": args.workers, **result}, indent=2))
     ratio = s["p99_ms"] / TARGET_P99_MS
     print(
         f"single claims at {args.rate:g}/s: p50 {s['p50_ms']:.1f} ms, p95 {s['p95_ms']:.1f} ms, "

@@ -453,27 +453,33 @@ def serve(
         int, typer.Option(help="Most lines (with history) in one request (413 above).")
     ] = 10_000,
     timeout: Annotated[float, typer.Option(help="Seconds a request may score before a 503.")] = 30.0,
+    workers: Annotated[
+        int, typer.Option(help="Processes, each with its own copy of the model (one a core).")
+    ] = 1,
 ) -> None:
     """Serve the model over HTTP: /v1/score, /v1/check, /v1/model, /healthz, /readyz, /metrics.
 
     Reload a moved alias or a new file without dropping requests: POST /v1/admin/reload (with a
-    key) or send the process SIGHUP."""
+    key) or send the process SIGHUP (with --workers > 1: SIGHUP to the main process)."""
     from denial_model.serve.server import build_app, run_server
 
+    config = {
+        "model": model,
+        "host": host,
+        "api_keys": api_keys,
+        "insecure_no_auth": insecure_no_auth,
+        "model_sha256": model_sha256,
+        "tracking_uri": tracking_uri,
+        "max_body_bytes": max_body_bytes,
+        "max_lines": max_lines,
+        "timeout_seconds": timeout,
+    }
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     with console.status("loading and verifying the model"):
-        asgi = build_app(
-            model,
-            host=host,
-            api_keys=api_keys,
-            insecure_no_auth=insecure_no_auth,
-            model_sha256=model_sha256,
-            tracking_uri=tracking_uri,
-            max_body_bytes=max_body_bytes,
-            max_lines=max_lines,
-            timeout_seconds=timeout,
-        )
+        asgi = build_app(**config)  # every check before the port opens, also when workers rebuild it
     console.print(f"serving {model or 'the rule pack only'} on http://{host}:{port} (docs: /docs)")
-    run_server(asgi, host=host, port=port)
+    run_server(asgi, host=host, port=port, workers=workers, config=config)
 
 
 @app.command()

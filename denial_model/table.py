@@ -164,6 +164,8 @@ def _memo_apply(fn, uniques: np.ndarray) -> np.ndarray | None:
     except (AttributeError, TypeError, ValueError):  # not a plain function, or unhashable closure
         return None
     seen = memo["seen"]
+    if not len(uniques):
+        return None
     keys = [(type(u), u) for u in uniques]  # 1, 1.0, '1' and True are different inputs
     missing = [i for i, k in enumerate(keys) if k not in seen]
     if missing:

@@ -9,6 +9,7 @@ toolkit's own made-up sample claims.
 """
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -19,6 +20,8 @@ import pandas as pd
 import pytest
 
 from denial_model.samples import DRUG_LINES
+from denial_model.serve.auth import new_key
+from tests.servers import free_port, wait_healthy
 
 _DEMO = """
 from pathlib import Path
@@ -90,8 +93,10 @@ def test_no_claim_of_the_history_or_batch_reaches_the_console_or_the_mlflow_stor
 
 
 # README lines that are documented but not run here: the two set-up commands (CI runs them),
-# the MLflow UI (a server), the benchmarks (minutes each; they print their own figures).
-_NOT_RUN = ("make ", "mlflow ui", "python benchmarks/")
+# the MLflow UI (a server), the benchmarks (minutes each; they print their own figures),
+# `mlflow models serve` (test_serve.py runs it), the key exports (the test sets the same
+# variables) and curl (the Python block before it makes the same request).
+_NOT_RUN = ("make ", "mlflow ui", "python benchmarks/", "mlflow models serve", "export ", "curl ")
 
 
 def _readme_steps() -> list[tuple[str, str]]:
@@ -128,7 +133,25 @@ def test_the_readme_commands_and_snippets_run_as_written(demo_run):
     steps = _readme_steps()
     assert sum(kind == "shell" for kind, _ in steps) >= 10 and sum(kind == "python" for kind, _ in steps) >= 2
     cli = Path(sys.executable).parent / "denial-model"
-    for kind, text in steps:
-        args = [str(cli), *text.split()[1:]] if kind == "shell" else [sys.executable, "-c", text]
-        done = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=600, check=False)
-        assert done.returncode == 0, (text, done.stdout[-2000:], done.stderr[-2000:])
+    key, key_digest = new_key()
+    port = str(free_port())
+    env = {**os.environ, "DENIAL_MODEL_API_KEYS": key_digest, "DENIAL_MODEL_API_KEY": key}
+    server = None
+    try:
+        for kind, text in steps:
+            text = text.replace("--port 8000", f"--port {port}").replace(
+                "127.0.0.1:8000", f"127.0.0.1:{port}"
+            )
+            args = [str(cli), *text.split()[1:]] if kind == "shell" else [sys.executable, "-c", text]
+            if text.startswith("denial-model serve"):  # runs until the steps are done
+                out = subprocess.DEVNULL
+                server = subprocess.Popen(args, cwd=folder, env=env, stdout=out, stderr=out)
+                wait_healthy(f"http://127.0.0.1:{port}/readyz", server)
+                continue
+            done = subprocess.run(args, cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, (text, done.stdout[-2000:], done.stderr[-2000:])
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+    assert server is not None, "the README no longer starts the service"

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 def world(tmp_path_factory):
     """A model trained, tracked and registered in a SQLite store, plus a batch to score."""
     folder = tmp_path_factory.mktemp("serve")
-    history = simulate(SimConfig(lines=20_000, seed=5))
+    history = simulate(SimConfig(lines=12_000, seed=5))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     run = run_training(history, folder / "model.joblib", TrainConfig(max_iter=40), tracking_uri=uri)
     batch = simulate(SimConfig(lines=600, seed=6))[list(INPUT_COLUMNS)]

@@ -230,6 +230,13 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         except TimeoutError:
             raise _Problem(503, f"scoring took longer than {settings.timeout_seconds:g} s") from None
 
+    async def answered(route: str, outcome: str, lines: int, fn, *args) -> Response:
+        """Run a scoring function in a worker thread and count its lines."""
+        response, done = await in_thread(fn, *args)
+        metrics.counted(route, outcome, done)
+        metrics.counted(route, "rejected", lines - done)
+        return response
+
     @app.exception_handler(_Problem)
     async def problem(request: Request, exc: _Problem):
         return _json({"detail": exc.detail}, exc.status, exc.headers)
@@ -290,11 +297,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     )
     async def score(body: ScoreRequest, request: Request):
         line_cap(request, len(body.lines), len(body.history or []))
-        current = served()
-        answer = (await in_thread(_score, current, body))(request)
-        metrics.counted("/v1/score", "scored", request.state.scored)
-        metrics.counted("/v1/score", "rejected", len(body.lines) - request.state.scored)
-        return answer
+        return await answered("/v1/score", "scored", len(body.lines), _score, served(), body)
 
     @app.post(
         "/v1/check",
@@ -306,10 +309,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         line_cap(request, len(body.lines), 0)
         current = holder.current
         pack = current.loaded.scorer.rules.pack_ if current is not None else rules_only_pack
-        answer = (await in_thread(_check, pack, body))(request)
-        metrics.counted("/v1/check", "checked", request.state.checked)
-        metrics.counted("/v1/check", "rejected", len(body.lines) - request.state.checked)
-        return answer
+        return await answered("/v1/check", "checked", len(body.lines), _check, pack, body)
 
     return Guard(app, settings, metrics)  # type: ignore[return-value]
 
@@ -348,32 +348,27 @@ def _model_info(current: Served) -> dict:
     }
 
 
-def _score(current: Served, body: ScoreRequest):
+def _score(current: Served, body: ScoreRequest) -> tuple[Response, int]:
     df = _frame(body.lines)
     history = _frame(body.history) if body.history else None
     scored, rejects = current.loaded.estimator.explain(df, history=history)
     good = np.setdiff1d(np.arange(len(df)), rejects["row"].to_numpy(dtype=np.int64))
     ids = line_ids(df).iloc[good].reset_index(drop=True)
     results = pd.concat([ids, scored[list(SCORE_COLUMNS)].reset_index(drop=True)], axis=1)
-
-    def response(request: Request) -> Response:
-        request.state.scored = len(results)
-        parts = {
-            "model": {"version": current.version, "sha256": current.sha256},
-            "lines_in": len(df),
-            "lines_scored": len(results),
-            "lines_rejected": len(rejects),
-        }
-        return _raw_json(parts, {"results": _records(results), "rejects": _records(_rejects(rejects))})
-
-    return response
+    parts = {
+        "model": {"version": current.version, "sha256": current.sha256},
+        "lines_in": len(df),
+        "lines_scored": len(results),
+        "lines_rejected": len(rejects),
+    }
+    raw = {"results": _records(results), "rejects": _records(_rejects(rejects))}
+    return _raw_json(parts, raw), len(results)
 
 
-def _check(pack, body: CheckRequest):
+def _check(pack, body: CheckRequest) -> tuple[Response, int]:
     df = _frame(body.lines)
     res = check_frame(df, pack)
-    bad = res.rejects["row"].to_numpy(dtype=np.int64)
-    good = np.setdiff1d(np.arange(len(df)), bad)
+    good = np.setdiff1d(np.arange(len(df)), res.rejects["row"].to_numpy(dtype=np.int64))
     results = (
         line_ids(df)
         .iloc[good]
@@ -381,15 +376,11 @@ def _check(pack, body: CheckRequest):
             rule_hits=res.checked["rule_hits"].to_numpy(), rule_carcs=res.checked["rule_carcs"].to_numpy()
         )
     )
-
-    def response(request: Request) -> Response:
-        request.state.checked = len(results)
-        parts = {
-            "rule_pack_sha256": pack.sha256,
-            "lines_in": len(df),
-            "lines_checked": len(results),
-            "lines_rejected": len(bad),
-        }
-        return _raw_json(parts, {"results": _records(results), "rejects": _records(_rejects(res.rejects))})
-
-    return response
+    parts = {
+        "rule_pack_sha256": pack.sha256,
+        "lines_in": len(df),
+        "lines_checked": len(results),
+        "lines_rejected": len(res.rejects),
+    }
+    raw = {"results": _records(results), "rejects": _records(_rejects(res.rejects))}
+    return _raw_json(parts, raw), len(results)

@@ -8,7 +8,9 @@ listening is a service that can answer.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import os
 from pathlib import Path
 
 from denial_model.errors import ArtifactError, ConfigError
@@ -16,8 +18,9 @@ from denial_model.serve.app import ServeSettings, create_app
 from denial_model.serve.auth import KEYS_ENV, load_digests
 from denial_model.serve.holder import ModelHolder
 
-__all__ = ["build_app", "run_server"]
+__all__ = ["CONFIG_ENV", "app_from_env", "build_app", "run_server"]
 
+CONFIG_ENV = "DENIAL_MODEL_SERVE_CONFIG"  # build_app's arguments, for worker processes
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -78,9 +81,30 @@ def build_app(
     return create_app(settings, holder)
 
 
-def run_server(app, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until stopped (SIGINT/SIGTERM end it; SIGHUP reloads the model)."""
+def app_from_env():
+    """The app of one worker process (`--workers` > 1): built from the arguments the main
+    process checked (`CONFIG_ENV`), so every worker loads and verifies the model itself."""
+    return build_app(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def run_server(app, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, config: dict | None = None):
+    """Serve until stopped (SIGINT/SIGTERM end it). One process: `app`, and SIGHUP reloads
+    the model. Several: each worker builds its own app from `config`; SIGHUP to the main
+    process restarts the workers one by one, each loading the model anew."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", timeout_graceful_shutdown=30)
+    common = {
+        "host": host,
+        "port": port,
+        "access_log": False,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers <= 1:
+        uvicorn.run(app, **common)
+        return
+    os.environ[CONFIG_ENV] = json.dumps(
+        {k: (str(v) if isinstance(v, Path) else v) for k, v in (config or {}).items()}
+    )
+    uvicorn.run("denial_model.serve.server:app_from_env", factory=True, workers=workers, **common)
