@@ -39,6 +39,7 @@ from denial_model.table import (
     compact_lines,
     concat_lines,
     frame_from_arrow,
+    separate_groups,
     validate,
 )
 from denial_model.thresholds import TIERS
@@ -95,17 +96,23 @@ def score_frame(
     loaded: LoadedModel | DenialModel,
     history: pd.DataFrame | None = None,
     date_format: str | None = None,
+    groups: np.ndarray | None = None,
+    history_groups: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scored rows: input columns + score columns, rejects). `loaded`: anything with a
     `scorer` (a `LoadedModel`, a `DenialModel`). `history`: earlier lines for
-    the cross-line rules (not scored, not returned); `date_format`: as in `validate`."""
+    the cross-line rules (not scored, not returned); `date_format`: as in `validate`.
+    `groups` (and `history_groups`): an integer a row; rows of different groups are scored
+    as if in separate calls (`table.separate_groups`), so independent tables can share one."""
     v = validate(df, keep_extra=False, date_format=date_format)
-    earlier = (
-        validate(history, keep_extra=False, date_format=date_format).lines if history is not None else None
-    )
+    lines = v.lines if groups is None else separate_groups(v.lines, np.asarray(groups)[v.rows])
+    earlier = None
+    if history is not None:
+        h = validate(history, keep_extra=False, date_format=date_format)
+        earlier = h.lines if groups is None else separate_groups(h.lines, np.asarray(history_groups)[h.rows])
     out = df.iloc[v.rows].reset_index(drop=True)
     if len(v.lines):
-        scored = loaded.scorer.score_lines(v.lines, earlier)
+        scored = loaded.scorer.score_lines(lines, earlier)
         for c in SCORE_COLUMNS:
             out[c] = scored.columns[c].to_pandas()
     else:

@@ -200,6 +200,23 @@ def per_unique(s: pd.Series, fn) -> pd.Series:
     return pd.Series(vals[codes], index=s.index)
 
 
+def separate_groups(lines: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
+    """Validated lines whose claim and patient ids are made distinct per group (`groups`: an
+    integer a line), so lines of different groups never meet as one claim or one patient in
+    the rules, whatever their ids: several requests scored as one table answer as if each
+    were scored alone. The ids become `"<group>\x1f<id>"` (built per distinct pair)."""
+    out = lines.copy(deep=False)
+    groups = np.asarray(groups, dtype=np.int64)
+    for c in ("claim_id", "patient_id"):
+        codes, cats = _factorize(out[c])
+        width = len(cats) + 1
+        pairs, inverse = np.unique(groups * width + codes, return_inverse=True)
+        names = [f"{g}\x1f{cats[k]}" for g, k in zip(pairs // width, pairs % width, strict=True)]
+        ids = _categorical(inverse.reshape(-1), np.asarray(names, dtype=object))
+        out[c] = pd.Series(ids, index=out.index)
+    return out
+
+
 def concat_lines(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Stack validated tables, keeping text columns categorical (union of the categories)."""
     frames = [f for f in frames if len(f)] or frames[:1]
@@ -473,9 +490,9 @@ class _Problems:
         self.found: list[tuple[str, pd.Series, str, pd.Series | None]] = []
 
     def flag(self, col: str, bad: pd.Series, reason: str, value: pd.Series | None = None) -> None:
-        bad = bad.fillna(False).astype(bool)
-        if bad.any():
-            self.found.append((col, bad, reason, value))
+        hit = bad.to_numpy(dtype=bool, na_value=False)  # one conversion; a Series only when needed
+        if hit.any():
+            self.found.append((col, pd.Series(hit, index=bad.index), reason, value))
 
     def unreadable(self, read: pd.Series) -> None:
         """Rows the file reader could not take: their reader problem is their only reason

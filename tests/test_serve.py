@@ -145,6 +145,26 @@ def test_every_line_is_scored_or_rejected_with_the_same_answers_as_batch_scoring
     np.testing.assert_allclose(got["dollars_at_risk"], expected["dollars_at_risk"], atol=0.005)
 
 
+def test_concurrent_requests_batched_together_answer_as_if_each_came_alone(server, world):
+    claim = example_lines()  # the same patient and claim in every request: duplicates if they met
+    _, alone = _call(server, "/v1/score", {"lines": claim}, key=world["key"])
+    answers: list = [None] * 24
+
+    def ask(k: int) -> None:
+        lines = claim if k % 3 else [*claim, dict(claim[0], units="abc")]  # some with a reject
+        answers[k] = _call(server, "/v1/score", {"lines": lines}, key=world["key"])
+
+    threads = [threading.Thread(target=ask, args=(k,)) for k in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, (status, body) in enumerate(answers):
+        assert status == 200
+        assert body["results"] == alone["results"]
+        assert [r["row"] for r in body["rejects"]] == ([] if k % 3 else [2])
+
+
 def test_earlier_lines_sent_as_history_feed_the_cross_line_rules(server, world):
     claim = example_lines()
     earlier = [dict(line, claim_id="CLM-0999") for line in claim]  # the same services, billed before

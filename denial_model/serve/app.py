@@ -9,8 +9,10 @@ What protects the service (the `Guard` middleware and the handlers):
 - keys: `Authorization: Bearer KEY`, checked against sha256 digests (`serve.auth`);
 - size: a body over `max_body_bytes` is a 413 whether or not it declared its length, and a
   request over `max_lines` lines is a 413, both naming the limit;
-- time: scoring runs in a worker thread; past `timeout_seconds` the caller gets a 503
-  (the thread finishes on its own, its answer dropped);
+- time: past `timeout_seconds` the caller gets a 503 (a request still waiting for its
+  batch is dropped from it; one being scored finishes, its answer unsent);
+- load: the requests waiting at one moment are scored as one table, each as if alone
+  (`serve.batcher`): the fixed cost of a scoring call is paid once per batch;
 - shape: malformed JSON, wrong types, unknown or missing columns are 422 with the field
   path; a value the claim-line contract refuses is a reject for that line only;
 - logs: request id, route, status, line counts and latency; never a claim value.
@@ -36,11 +38,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 import denial_model
-from denial_model.estimator import line_ids, text_or_none
+from denial_model.estimator import line_ids
 from denial_model.rules.pack import load_pack
-from denial_model.scorer import SCORE_COLUMNS
 from denial_model.scrub import check_frame
 from denial_model.serve.auth import KeyCheck
+from denial_model.serve.batcher import Batcher, frame_of, reject_table
 from denial_model.serve.holder import ModelHolder, Served
 from denial_model.serve.metrics import CONTENT_TYPE, ServiceMetrics
 from denial_model.serve.schemas import (
@@ -50,7 +52,6 @@ from denial_model.serve.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from denial_model.table import INPUT_COLUMNS
 
 __all__ = ["ServeSettings", "create_app"]
 
@@ -67,7 +68,7 @@ class ServeSettings:
     max_body_bytes: int = 16 * 2**20
     max_lines: int = 10_000
     timeout_seconds: float = 30.0
-    workers: int = 4  # scoring threads at once; further requests wait their turn
+    workers: int = 4  # threads reading requests and writing answers (scoring is the batcher's)
 
 
 class _Problem(Exception):
@@ -144,25 +145,8 @@ class Guard:
             )
 
 
-def _frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
-    return (
-        pd.DataFrame.from_records(lines, columns=list(INPUT_COLUMNS))
-        if lines
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in INPUT_COLUMNS})
-    )
-
-
 def _records(df: pd.DataFrame) -> str:
     return df.to_json(orient="records") if len(df) else "[]"
-
-
-def _rejects(rejects: pd.DataFrame) -> pd.DataFrame:
-    if not len(rejects):
-        return rejects
-    out = rejects[["row", "claim_id", "line_number", "column", "reason"]].copy()
-    for c in ("claim_id", "line_number"):
-        out[c] = text_or_none(out[c])
-    return out
 
 
 def _raw_json(parts: dict[str, Any], raw: dict[str, str]) -> Response:
@@ -178,6 +162,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     metrics = ServiceMetrics()
     keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
     limiter = anyio.CapacityLimiter(settings.workers)
+    batcher = Batcher(settings.max_lines)
     rules_only_pack = load_pack() if holder.ref is None else None
 
     @contextlib.asynccontextmanager
@@ -224,18 +209,19 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
             )
 
     async def in_thread(fn, *args):
+        return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+
+    @contextlib.contextmanager
+    def deadline():
         try:
             with anyio.fail_after(settings.timeout_seconds):
-                return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
+                yield
         except TimeoutError:
             raise _Problem(503, f"scoring took longer than {settings.timeout_seconds:g} s") from None
 
-    async def answered(route: str, outcome: str, lines: int, fn, *args) -> Response:
-        """Run a scoring function in a worker thread and count its lines."""
-        response, done = await in_thread(fn, *args)
+    def counted(route: str, outcome: str, lines: int, done: int) -> None:
         metrics.counted(route, outcome, done)
         metrics.counted(route, "rejected", lines - done)
-        return response
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, exc: _Problem):
@@ -297,7 +283,17 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     )
     async def score(body: ScoreRequest, request: Request):
         line_cap(request, len(body.lines), len(body.history or []))
-        return await answered("/v1/score", "scored", len(body.lines), _score, served(), body)
+        current = served()
+        with deadline():
+            part = await asyncio.wrap_future(batcher.submit(current, body.lines, body.history))
+        counted("/v1/score", "scored", len(body.lines), part.scored)
+        parts = {
+            "model": {"version": current.version, "sha256": current.sha256},
+            "lines_in": len(body.lines),
+            "lines_scored": part.scored,
+            "lines_rejected": part.rejected,
+        }
+        return _raw_json(parts, {"results": part.results, "rejects": part.rejects})
 
     @app.post(
         "/v1/check",
@@ -309,7 +305,10 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         line_cap(request, len(body.lines), 0)
         current = holder.current
         pack = current.loaded.scorer.rules.pack_ if current is not None else rules_only_pack
-        return await answered("/v1/check", "checked", len(body.lines), _check, pack, body)
+        with deadline():
+            response, done = await in_thread(_check, pack, body)
+        counted("/v1/check", "checked", len(body.lines), done)
+        return response
 
     return Guard(app, settings, metrics)  # type: ignore[return-value]
 
@@ -348,25 +347,8 @@ def _model_info(current: Served) -> dict:
     }
 
 
-def _score(current: Served, body: ScoreRequest) -> tuple[Response, int]:
-    df = _frame(body.lines)
-    history = _frame(body.history) if body.history else None
-    scored, rejects = current.loaded.estimator.explain(df, history=history)
-    good = np.setdiff1d(np.arange(len(df)), rejects["row"].to_numpy(dtype=np.int64))
-    ids = line_ids(df).iloc[good].reset_index(drop=True)
-    results = pd.concat([ids, scored[list(SCORE_COLUMNS)].reset_index(drop=True)], axis=1)
-    parts = {
-        "model": {"version": current.version, "sha256": current.sha256},
-        "lines_in": len(df),
-        "lines_scored": len(results),
-        "lines_rejected": len(rejects),
-    }
-    raw = {"results": _records(results), "rejects": _records(_rejects(rejects))}
-    return _raw_json(parts, raw), len(results)
-
-
 def _check(pack, body: CheckRequest) -> tuple[Response, int]:
-    df = _frame(body.lines)
+    df = frame_of(body.lines)
     res = check_frame(df, pack)
     good = np.setdiff1d(np.arange(len(df)), res.rejects["row"].to_numpy(dtype=np.int64))
     results = (
@@ -382,5 +364,5 @@ def _check(pack, body: CheckRequest) -> tuple[Response, int]:
         "lines_checked": len(results),
         "lines_rejected": len(res.rejects),
     }
-    raw = {"results": _records(results), "rejects": _records(_rejects(res.rejects))}
+    raw = {"results": _records(results), "rejects": _records(reject_table(res.rejects))}
     return _raw_json(parts, raw), len(results)

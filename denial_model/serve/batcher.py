@@ -1,0 +1,163 @@
+"""Dynamic batching: the scoring requests waiting at one moment are scored as one table.
+
+Scoring a table has a fixed cost per call (validation and the rules run column by column,
+whatever the number of lines) that dwarfs the cost of a claim's two lines, so a service
+answering one claim per call spends most of its time on that fixed cost, and under load
+requests queue behind each other. The batcher's one thread takes every request waiting
+(up to `max_lines` lines), scores them in one `score_frame` call and hands each request its
+own rows back, already serialized (pandas writes the JSON of the whole batch in one call).
+Requests never see each other: they are scored as separate groups
+(`table.separate_groups`), so each answer equals the answer to that request alone (a test
+sends the same claim in concurrent requests). A batch that fails is scored again request
+by request, so one bad request cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from denial_model.estimator import line_ids, text_or_none
+from denial_model.score import score_frame
+from denial_model.scorer import SCORE_COLUMNS
+from denial_model.serve.holder import Served
+from denial_model.table import INPUT_COLUMNS, REJECT_COLUMNS
+
+__all__ = ["Answer", "Batcher", "frame_of", "reject_table"]
+
+Records = list[dict[str, Any]]
+
+
+@dataclass
+class Answer:
+    """One request's part of a batch, serialized: its results and rejects as JSON arrays
+    (rows numbered in the request) and their counts."""
+
+    results: str
+    rejects: str
+    scored: int
+    rejected: int
+
+
+@dataclass
+class _Job:
+    current: Served
+    lines: Records
+    history: Records | None
+    future: Future = field(default_factory=Future)
+
+
+def frame_of(records: Records) -> pd.DataFrame:
+    """Claim lines sent as JSON objects, as one table in the contract's column order."""
+    if records:
+        return pd.DataFrame.from_records(records, columns=list(INPUT_COLUMNS))
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in INPUT_COLUMNS})
+
+
+class Batcher:
+    def __init__(self, max_lines: int = 10_000):
+        self.max_lines = max_lines
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="denial-model-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, current: Served, lines: Records, history: Records | None) -> Future:
+        job = _Job(current, lines, history)
+        self._queue.put(job)
+        return job.future
+
+    def _next(self, block: bool) -> _Job | None:
+        """The next job still wanted (a request that timed out has cancelled its future)."""
+        while True:
+            try:
+                job = self._queue.get(block=block)
+            except queue.Empty:
+                return None
+            if job.future.set_running_or_notify_cancel():
+                return job
+
+    def _take(self) -> list[_Job]:
+        """The next job and every job waiting behind it for the same model, up to max_lines."""
+        first = self._next(block=True)
+        assert first is not None
+        jobs, size = [first], len(first.lines)
+        while size < self.max_lines and (job := self._next(block=False)) is not None:
+            if job.current is not first.current:  # a reload in between: score it alone
+                self._finish([job])
+                continue
+            jobs.append(job)
+            size += len(job.lines)
+        return jobs
+
+    def _run(self) -> None:
+        while True:
+            self._finish(self._take())
+
+    @staticmethod
+    def _finish(jobs: list[_Job]) -> None:
+        try:
+            results = _score_together(jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(exc)
+                return
+            for job in jobs:  # score each alone: a failure is its own request's
+                Batcher._finish([job])
+            return
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
+
+
+def reject_table(rejects: pd.DataFrame) -> pd.DataFrame:
+    """Rejects as the service answers them: ids as text (or null), whatever their input type."""
+    out = rejects[list(REJECT_COLUMNS)].copy()
+    if len(out):
+        for c in ("claim_id", "line_number"):
+            out[c] = text_or_none(out[c])
+    return out
+
+
+def _json_rows(df: pd.DataFrame) -> list[str]:
+    """Each row of `df` as a JSON object, serialized by pandas in one call."""
+    return df.to_json(orient="records", lines=True).split("\n")[: len(df)] if len(df) else []
+
+
+def _score_together(jobs: list[_Job]) -> list[Answer]:
+    """Score the jobs as one table, each as its own group; serialize once, slice per job."""
+    sizes = np.array([len(j.lines) for j in jobs])
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    df = frame_of(list(itertools.chain.from_iterable(j.lines for j in jobs)))
+    groups = np.repeat(np.arange(len(jobs)), sizes)
+    with_history = [k for k, j in enumerate(jobs) if j.history]
+    history = history_groups = None
+    if with_history:
+        history = frame_of(list(itertools.chain.from_iterable(jobs[k].history for k in with_history)))
+        history_groups = np.repeat(with_history, [len(jobs[k].history) for k in with_history])
+    scored, rejects = score_frame(
+        df, jobs[0].current.loaded, history=history, groups=groups, history_groups=history_groups
+    )
+    bad = rejects["row"].to_numpy(dtype=np.int64)
+    good = np.setdiff1d(np.arange(len(df)), bad)
+    ids = line_ids(df).iloc[good].reset_index(drop=True)
+    ids["row"] -= starts[groups[good]]  # rows numbered in their own request
+    results = _json_rows(pd.concat([ids, scored[list(SCORE_COLUMNS)].reset_index(drop=True)], axis=1))
+    rej = reject_table(rejects)
+    rej["row"] -= starts[groups[bad]]
+    rejected = _json_rows(rej)
+    ok_at, bad_at = np.searchsorted(good, starts), np.searchsorted(bad, starts)
+    return [
+        Answer(
+            results="[" + ",".join(results[ok_at[k] : ok_at[k + 1]]) + "]",
+            rejects="[" + ",".join(rejected[bad_at[k] : bad_at[k + 1]]) + "]",
+            scored=int(ok_at[k + 1] - ok_at[k]),
+            rejected=int(bad_at[k + 1] - bad_at[k]),
+        )
+        for k in range(len(jobs))
+    ]
