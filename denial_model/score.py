@@ -20,7 +20,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,7 @@ from denial_model.drift import drift_counts
 from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.files import TableWriter, default_rejects_path, read_batches, refuse_overwriting_input
 from denial_model.rules.pack import CATEGORIES
-from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer
+from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer, ScoringModel
 from denial_model.table import (
     READ_PROBLEM,
     REJECT_COLUMNS,
@@ -43,10 +42,6 @@ from denial_model.table import (
     validate,
 )
 from denial_model.thresholds import TIERS
-
-if TYPE_CHECKING:
-    from denial_model.artifact import LoadedModel
-    from denial_model.estimator import DenialModel
 
 __all__ = ["SCORE_COLUMNS", "Carried", "ScoreSummary", "carry_context", "score_file", "score_frame"]
 
@@ -93,7 +88,7 @@ REJECTS_SCHEMA = pa.schema(
 
 def score_frame(
     df: pd.DataFrame,
-    loaded: LoadedModel | DenialModel,
+    loaded: ScoringModel,
     history: pd.DataFrame | None = None,
     date_format: str | None = None,
     groups: np.ndarray | None = None,
@@ -142,7 +137,7 @@ def _split_last_claim(table: pa.Table) -> np.ndarray | None:
 def score_file(
     input_path: str | Path,
     output_path: str | Path,
-    loaded: LoadedModel,
+    loaded: ScoringModel,
     rejects_path: str | Path | None = None,
     history: pd.DataFrame | None = None,
     chunk_lines: int = 200_000,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from denial_model.rules.engine import RuleResult
 from denial_model.table import ClaimFrame
 from denial_model.thresholds import TIERS, Thresholds
 
-__all__ = ["CLASSIFIER", "FEATURES", "SCORE_COLUMNS", "Scored", "Scorer"]
+__all__ = ["CLASSIFIER", "FEATURES", "SCORE_COLUMNS", "Scored", "Scorer", "ScoringModel"]
 
 FEATURES = "features"
 CLASSIFIER = "classifier"
@@ -52,6 +53,17 @@ class Scored:
     dollars: np.ndarray  # expected dollars at risk per line
     features: pd.DataFrame  # the non-rule features (drift reads them)
     result: RuleResult
+
+
+class ScoringModel(Protocol):
+    """What scoring needs of a model (a `LoadedModel`, a `DenialModel`): its Scorer and the
+    training data's drift profile."""
+
+    @property
+    def scorer(self) -> Scorer: ...
+
+    @property
+    def drift_reference(self) -> dict | None: ...
 
 
 class Scorer:

@@ -157,21 +157,71 @@ def _raw_json(parts: dict[str, Any], raw: dict[str, str]) -> Response:
     return Response(head + tail + "}", media_type="application/json")
 
 
+class _Service:
+    """What the handlers share: settings, the model holder, keys, metrics, the batcher."""
+
+    def __init__(self, settings: ServeSettings, holder: ModelHolder):
+        self.settings, self.holder = settings, holder
+        self.metrics = ServiceMetrics()
+        self.keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
+        self.limiter = anyio.CapacityLimiter(settings.workers)
+        self.batcher = Batcher(settings.max_lines)
+        self.rules_only_pack = load_pack() if holder.ref is None else None
+
+    def reload(self) -> dict:
+        result = self.holder.reload()
+        if self.holder.current is not None:
+            self.metrics.serving(self.holder.current.version, self.holder.current.sha256)
+        log.info("reload: %s", {k: v for k, v in result.items() if k != "sha256"})
+        return result
+
+    def authorized(self, request: Request) -> None:
+        if self.keys is not None and not self.keys.allows(request.headers.get("authorization")):
+            raise _Problem(
+                401, "a valid API key is required: Authorization: Bearer KEY", {"WWW-Authenticate": "Bearer"}
+            )
+
+    def served(self) -> Served:
+        if self.holder.current is None:
+            raise _Problem(503, "no model is loaded: start the service with --model to score")
+        return self.holder.current
+
+    def line_cap(self, request: Request, n_lines: int, n_history: int) -> None:
+        request.state.lines = n_lines
+        if n_lines + n_history > self.settings.max_lines:
+            raise _Problem(
+                413,
+                f"{n_lines + n_history:,} lines in one request; the limit is "
+                f"{self.settings.max_lines:,} (lines + history)",
+            )
+
+    async def in_thread(self, fn, *args):
+        return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=self.limiter)
+
+    @contextlib.contextmanager
+    def deadline(self):
+        try:
+            with anyio.fail_after(self.settings.timeout_seconds):
+                yield
+        except TimeoutError:
+            raise _Problem(503, f"scoring took longer than {self.settings.timeout_seconds:g} s") from None
+
+    def counted(self, route: str, outcome: str, lines: int, done: int) -> None:
+        self.metrics.counted(route, outcome, done)
+        self.metrics.counted(route, "rejected", lines - done)
+
+
 def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     """The service over a `ModelHolder` (loaded by the caller, so a bad model fails the start)."""
-    metrics = ServiceMetrics()
-    keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
-    limiter = anyio.CapacityLimiter(settings.workers)
-    batcher = Batcher(settings.max_lines)
-    rules_only_pack = load_pack() if holder.ref is None else None
+    svc = _Service(settings, holder)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if holder.current is not None:
-            metrics.serving(holder.current.version, holder.current.sha256)
+            svc.metrics.serving(holder.current.version, holder.current.sha256)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, reload))
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, svc.reload))
         yield
 
     app = FastAPI(
@@ -180,48 +230,6 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         description="P(denied), reasons and fixes for drug claim lines before they are sent.",
         lifespan=lifespan,
     )
-
-    def reload() -> dict:
-        result = holder.reload()
-        if holder.current is not None:
-            metrics.serving(holder.current.version, holder.current.sha256)
-        log.info("reload: %s", {k: v for k, v in result.items() if k != "sha256"})
-        return result
-
-    def authorized(request: Request) -> None:
-        if keys is not None and not keys.allows(request.headers.get("authorization")):
-            raise _Problem(
-                401, "a valid API key is required: Authorization: Bearer KEY", {"WWW-Authenticate": "Bearer"}
-            )
-
-    def served() -> Served:
-        if holder.current is None:
-            raise _Problem(503, "no model is loaded: start the service with --model to score")
-        return holder.current
-
-    def line_cap(request: Request, n_lines: int, n_history: int) -> None:
-        request.state.lines = n_lines
-        if n_lines + n_history > settings.max_lines:
-            raise _Problem(
-                413,
-                f"{n_lines + n_history:,} lines in one request; the limit is "
-                f"{settings.max_lines:,} (lines + history)",
-            )
-
-    async def in_thread(fn, *args):
-        return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True, limiter=limiter)
-
-    @contextlib.contextmanager
-    def deadline():
-        try:
-            with anyio.fail_after(settings.timeout_seconds):
-                yield
-        except TimeoutError:
-            raise _Problem(503, f"scoring took longer than {settings.timeout_seconds:g} s") from None
-
-    def counted(route: str, outcome: str, lines: int, done: int) -> None:
-        metrics.counted(route, outcome, done)
-        metrics.counted(route, "rejected", lines - done)
 
     @app.exception_handler(_Problem)
     async def problem(request: Request, exc: _Problem):
@@ -237,6 +245,14 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError):
         return _json({"detail": _field_errors(exc.errors())}, 422)
 
+    _operation_routes(app, svc)
+    _scoring_routes(app, svc)
+    return Guard(app, settings, svc.metrics)  # type: ignore[return-value]
+
+
+def _operation_routes(app: FastAPI, svc: _Service) -> None:
+    holder, key = svc.holder, [Depends(svc.authorized)]
+
     @app.get("/healthz", tags=["operations"], summary="The process is up")
     async def healthz():
         return {"status": "ok"}
@@ -247,46 +263,39 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
             return _json({"status": "not ready", "reason": holder.last_error or "loading"}, 503)
         return {"status": "ready", "model_version": holder.current.version if holder.current else None}
 
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        dependencies=[Depends(authorized)],
-        response_class=Response,
-        summary="Prometheus metrics",
-    )
+    @app.get("/metrics", tags=["operations"], dependencies=key, response_class=Response, summary="Prometheus")
     async def prometheus():
-        return Response(metrics.text(), media_type=CONTENT_TYPE)
+        return Response(svc.metrics.text(), media_type=CONTENT_TYPE)
 
-    @app.get(
-        "/v1/model",
-        response_model=ModelInfo,
-        dependencies=[Depends(authorized)],
-        summary="The model being served",
-    )
+    @app.get("/v1/model", response_model=ModelInfo, dependencies=key, summary="The model being served")
     async def model_info():
-        return _model_info(served())
+        return _model_info(svc.served())
 
     @app.post(
         "/v1/admin/reload",
-        dependencies=[Depends(authorized)],
+        dependencies=key,
         tags=["operations"],
         summary="Load the model again (an alias resolved anew); swap it in without dropping requests",
     )
     async def admin_reload():
-        return await anyio.to_thread.run_sync(reload)
+        return await anyio.to_thread.run_sync(svc.reload)
+
+
+def _scoring_routes(app: FastAPI, svc: _Service) -> None:
+    key = [Depends(svc.authorized)]
 
     @app.post(
         "/v1/score",
         response_model=ScoreResponse,
-        dependencies=[Depends(authorized)],
+        dependencies=key,
         summary="P(denied), risk tier, rule hits, reasons, fixes, dollars at risk per line",
     )
     async def score(body: ScoreRequest, request: Request):
-        line_cap(request, len(body.lines), len(body.history or []))
-        current = served()
-        with deadline():
-            part = await asyncio.wrap_future(batcher.submit(current, body.lines, body.history))
-        counted("/v1/score", "scored", len(body.lines), part.scored)
+        svc.line_cap(request, len(body.lines), len(body.history or []))
+        current = svc.served()
+        with svc.deadline():
+            part = await asyncio.wrap_future(svc.batcher.submit(current, body.lines, body.history))
+        svc.counted("/v1/score", "scored", len(body.lines), part.scored)
         parts = {
             "model": {"version": current.version, "sha256": current.sha256},
             "lines_in": len(body.lines),
@@ -298,19 +307,17 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
     @app.post(
         "/v1/check",
         response_model=CheckResponse,
-        dependencies=[Depends(authorized)],
+        dependencies=key,
         summary="The rule pack's findings per line (the scrubber; no model involved)",
     )
     async def check(body: CheckRequest, request: Request):
-        line_cap(request, len(body.lines), 0)
-        current = holder.current
-        pack = current.loaded.scorer.rules.pack_ if current is not None else rules_only_pack
-        with deadline():
-            response, done = await in_thread(_check, pack, body)
-        counted("/v1/check", "checked", len(body.lines), done)
+        svc.line_cap(request, len(body.lines), 0)
+        current = svc.holder.current
+        pack = current.loaded.scorer.rules.pack_ if current is not None else svc.rules_only_pack
+        with svc.deadline():
+            response, done = await svc.in_thread(_check, pack, body)
+        svc.counted("/v1/check", "checked", len(body.lines), done)
         return response
-
-    return Guard(app, settings, metrics)  # type: ignore[return-value]
 
 
 def _field_errors(errors) -> list[dict]:
