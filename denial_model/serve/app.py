@@ -68,7 +68,7 @@ class ServeSettings:
     max_body_bytes: int = 16 * 2**20
     max_lines: int = 10_000
     timeout_seconds: float = 30.0
-    workers: int = 4  # threads reading requests and writing answers (scoring is the batcher's)
+    threads: int = 4  # threads for the scrubber route (scoring runs in the batcher's thread)
 
 
 class _Problem(Exception):
@@ -164,7 +164,7 @@ class _Service:
         self.settings, self.holder = settings, holder
         self.metrics = ServiceMetrics()
         self.keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
-        self.limiter = anyio.CapacityLimiter(settings.workers)
+        self.limiter = anyio.CapacityLimiter(settings.threads)
         self.batcher = Batcher(settings.max_lines)
         self.rules_only_pack = load_pack() if holder.ref is None else None
 
