@@ -9,7 +9,9 @@ client in this process:
 - single claims (a drug line and its administration line) sent open loop at `--rate`
   requests/s: each request's latency counts from the moment it was due, so a server that
   falls behind shows it (no coordinated omission);
-- 500-line batches sent closed loop by `--clients` clients at once: lines/s.
+- 500-line batches sent closed loop by `--clients` clients at once: lines/s;
+- last, in this process without HTTP, the median time of one `score_frame` call on a claim
+  and on 500 lines: the fixed cost per call.
 
 Targets on the 2-core machine: p99 under 50 ms for single claims at 50 requests/s; at least
 20,000 lines/s in 500-line batches. The ratios printed are measured / target in this run.
@@ -52,6 +54,28 @@ def _claims(n_lines: int) -> list[dict]:
 
     batch = simulate(SimConfig(lines=n_lines, seed=12))[list(INPUT_COLUMNS)]
     return json.loads(batch.to_json(orient="records", date_format="iso"))
+
+
+def _per_call(model: Path, pairs: list[list[dict]], batch: list[dict]) -> dict:
+    """In this process, no HTTP: median ms of one `score_frame` call on a claim and on 500 lines
+    (the fixed cost per call that batching spreads over requests)."""
+    import pandas as pd
+
+    from denial_model.artifact import load_artifact
+    from denial_model.score import score_frame
+
+    loaded = load_artifact(model)
+    out = {}
+    for name, lines in (("claim_ms", pairs[0]), ("lines_500_ms", batch)):
+        df = pd.DataFrame(lines)
+        score_frame(df, loaded)
+        times = []
+        for _ in range(15):
+            t = time.perf_counter()
+            score_frame(df, loaded)
+            times.append(time.perf_counter() - t)
+        out[name] = float(np.median(times) * 1000)
+    return out
 
 
 def _pairs(lines: list[dict]) -> list[list[dict]]:
@@ -147,6 +171,7 @@ def main() -> None:
         env = {"DENIAL_MODEL_API_KEYS": digest}
         with running(cmd, f"http://127.0.0.1:{port}/readyz", folder, folder / "serve.log", env=env):
             result = asyncio.run(_run(f"http://127.0.0.1:{port}", key, args, pairs, batch))
+        result["score_frame_per_call"] = _per_call(model, pairs, batch)
     s, b = result["single_claims"], result["batches_500"]
     print(json.dumps({"workers": args.workers, **result}, indent=2))
     ratio = s["p99_ms"] / TARGET_P99_MS

@@ -204,15 +204,15 @@ def separate_groups(lines: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
     """Validated lines whose claim and patient ids are made distinct per group (`groups`: an
     integer a line), so lines of different groups never meet as one claim or one patient in
     the rules, whatever their ids: several requests scored as one table answer as if each
-    were scored alone. The ids become `"<group>\x1f<id>"` (built per distinct pair)."""
+    were scored alone. The ids become `"<group>\x1f<id>"` (built per distinct pair, by column)."""
     out = lines.copy(deep=False)
     groups = np.asarray(groups, dtype=np.int64)
     for c in ("claim_id", "patient_id"):
         codes, cats = _factorize(out[c])
         width = len(cats) + 1
         pairs, inverse = np.unique(groups * width + codes, return_inverse=True)
-        names = [f"{g}\x1f{cats[k]}" for g, k in zip(pairs // width, pairs % width, strict=True)]
-        ids = _categorical(inverse.reshape(-1), np.asarray(names, dtype=object))
+        names = pd.Series(pairs // width).astype(str) + "\x1f" + pd.Series(cats[pairs % width]).astype(str)
+        ids = _categorical(inverse.reshape(-1), names.to_numpy(dtype=object))
         out[c] = pd.Series(ids, index=out.index)
     return out
 
