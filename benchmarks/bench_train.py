@@ -39,9 +39,9 @@ def main() -> None:
     table = comparison_table(Scorer(res.model, res.thresholds), s.earlier, s.test)
     cols = ["model", "auroc", "average_precision", "log_loss", "brier", "ece", "recall_top10"]
     with pd.option_context("display.width", 200):
-        print(table[table["payer_type"] == "all"][cols].round(4).to_string(index=False))
-    m = table[(table["model"] == "model") & (table["payer_type"] == "all")].iloc[0]
-    o = table[(table["model"] == "oracle") & (table["payer_type"] == "all")].iloc[0]
+        print(table[table["segment"] == "all"][cols].round(4).to_string(index=False))
+    m = table[(table["model"] == "model") & (table["segment"] == "all")].iloc[0]
+    o = table[(table["model"] == "oracle") & (table["segment"] == "all")].iloc[0]
     print(
         f"AUROC gap to oracle {o['auroc'] - m['auroc']:.4f}; "
         f"log loss {100 * (m['log_loss'] / o['log_loss'] - 1):.2f}% above the oracle's; ECE {m['ece']:.4f}"

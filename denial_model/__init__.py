@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _EXPORTS: dict[str, str] = {
     # errors
@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "clean_claim": "samples",
     # simulator
     "SimConfig": "simulate",
+    "STRESS_WORLDS": "simulate",
     "write_history": "simulate",
     "oracle_and_rules_report": "metrics",
     "time_split": "metrics",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "train_model": "train",
     "Thresholds": "thresholds",
     "comparison_table": "evaluate",
+    "generalization_table": "evaluate",
     "Scorer": "scorer",
     # artifact and jobs
     "load_artifact": "artifact",

@@ -24,7 +24,7 @@ from denial_model.errors import ConfigError, DenialModelError
 from denial_model.report import (
     console,
     err_console,
-    print_by_payer,
+    print_by_segment,
     print_check_summary,
     print_history_summary,
     print_metric_table,
@@ -244,6 +244,10 @@ def simulate(
     start: Annotated[str | None, typer.Option(help="First service date (YYYY-MM-DD).")] = None,
     months: Annotated[int | None, typer.Option(help="Months of service dates.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file overriding any simulator setting.")] = None,
+    world: Annotated[
+        str | None,
+        typer.Option(help="A stress world (coupled, preferences, policy_changes, sparse_providers, all)."),
+    ] = None,
     x12: Annotated[
         Path | None,
         typer.Option("--x12", help="Also write the history as DIR/claims.837 and DIR/remits.835."),
@@ -262,10 +266,15 @@ def simulate(
         "months": months,
         "start": date.fromisoformat(start) if start else None,
     }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if config and world:
+        raise ConfigError("give --config or --world, not both (a YAML file can set the stress knobs)")
     cfg = (
         SimConfig.from_yaml(config, **overrides)
         if config
-        else SimConfig(**{k: v for k, v in overrides.items() if v is not None})
+        else SimConfig.stress(world, **given)
+        if world
+        else SimConfig(**given)
     )
     with progress(
         TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} lines")
@@ -290,16 +299,22 @@ def train(
     tracking_uri: TrackingOpt = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "denial-model",
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="Do not log to MLflow.")] = False,
+    params: Annotated[
+        Path | None, typer.Option("--params", help="Model settings chosen by `denial-model tune --output`.")
+    ] = None,
 ) -> None:
     """Train, evaluate against baselines, save the artifact and track the run in MLflow."""
     from denial_model.files import read_table
     from denial_model.jobs import run_training
+    from denial_model.tune import load_params
 
+    cfg = load_params(params) if params else None
     with console.status("reading history") as status:
         history = read_table(data)
         out = run_training(
             history,
             str(output),
+            cfg,
             track=not no_tracking,
             tracking_uri=tracking_uri,
             experiment=experiment,
@@ -311,7 +326,7 @@ def train(
         out.table,
         f"Test months {split['test_from']} to {split['test_to']}: the model beside the oracle and baselines",
     )
-    print_by_payer(out.table)
+    print_by_segment(out.table)
     th = out.manifest["thresholds"]
     console.print(f"risk tiers: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
     console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out.manifest['sha256'][:12]})")
@@ -327,6 +342,39 @@ def train(
 
 @app.command()
 @friendly
+def tune(
+    data: Annotated[Path, typer.Option("--data", help="Claim history with outcomes (.parquet or .csv).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the chosen settings (JSON) for train --params."),
+    ] = None,
+    valid_months: Annotated[int, typer.Option(help="Last months of the training slice to validate on.")] = 2,
+) -> None:
+    """Choose the model's settings on the last months of the training slice (never the test
+    months): every candidate of the search space, best first."""
+    from rich.table import Table
+
+    from denial_model.files import atomic_output, read_table
+    from denial_model.tune import tune as run_tune
+
+    with console.status("tuning: one feature fit, then one booster per candidate"):
+        result = run_tune(read_table(data), valid_months=valid_months)
+    b = result.bounds
+    t = Table(title=f"Fitted to {b['fit_to']}, validated {b['valid_from']} to {b['valid_to']}")
+    for col in result.candidates.columns:
+        t.add_column(col, justify="right")
+    for row in result.candidates.itertuples(index=False):
+        t.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    console.print(t)
+    console.print(f"chosen: {result.params()}")
+    if output:
+        with atomic_output(output) as tmp:
+            tmp.write_text(json.dumps({"params": result.params(), "validation": b}, indent=2))
+        console.print(f"wrote {output}: train with denial-model train --params {output}")
+
+
+@app.command()
+@friendly
 def evaluate(
     model: Annotated[
         str, typer.Option("--model", help="model.joblib, or an MLflow URI (models:/denial-model@champion).")
@@ -337,16 +385,23 @@ def evaluate(
     ] = None,
     model_sha256: ModelShaOpt = None,
     tracking_uri: TrackingOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            help="A date a payer's behaviour changed (YYYY-MM-DD): also report the lines served since."
+        ),
+    ] = None,
 ) -> None:
-    """Metric table of a trained model beside the baselines on the last months of DATA."""
+    """Metric table of a trained model beside the baselines on the last months of DATA, per
+    payer type and line kind, and beside the oracle where DATA is simulated."""
     from denial_model.files import atomic_output, read_table
     from denial_model.jobs import load_model, run_evaluation
 
     loaded = load_model(model, tracking_uri, model_sha256)
     with console.status("evaluating"):
-        ev = run_evaluation(loaded, read_table(data))
+        ev = run_evaluation(loaded, read_table(data), since=since)
     print_metric_table(ev.table, f"Test months {ev.bounds['test_from']} to {ev.bounds['test_to']}")
-    print_by_payer(ev.table)
+    print_by_segment(ev.table)
     if json_path:
         with atomic_output(json_path) as tmp:
             tmp.write_text(json.dumps({"split": ev.bounds, "rows": ev.table.to_dict("records")}, indent=2))

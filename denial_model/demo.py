@@ -20,7 +20,7 @@ from denial_model.files import read_table, write_table
 from denial_model.jobs import load_model, run_scoring, run_training
 from denial_model.report import (
     console,
-    print_by_payer,
+    print_by_segment,
     print_check_summary,
     print_findings,
     print_history_summary,
@@ -80,7 +80,7 @@ def main(
         out.table,
         f"Test months {split['test_from']} to {split['test_to']}: the model beside the oracle and baselines",
     )
-    print_by_payer(out.table)
+    print_by_segment(out.table)
     tr = out.tracking
     th = out.manifest["thresholds"]
     console.print(f"risk tiers stored with the model: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")

@@ -1,11 +1,18 @@
 """Temporal evaluation: the model beside the oracle and simple baselines on the same lines.
 
-Metrics, overall and per payer type: AUROC, average precision, log loss, Brier, expected
+Every figure is given for the whole test slice and for segments where a model that only
+re-learns the rules falls behind (`segments`): each payer type, each kind of line (drug,
+administration, visit), and the months since a known change of a payer's behaviour. On a
+simulated history the generalization table puts the model beside the oracle per segment.
+
+Metrics: AUROC, average precision, log loss, Brier, expected
 calibration error (equal-count bins), recall of denials in the top 10% of scores, precision
 at the model's high-risk threshold, and the share of denied dollars the flagged lines hold.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -15,12 +22,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from denial_model.features import CATEGORICAL
+from denial_model.features.context import LINE_KINDS, line_kinds
 from denial_model.metrics import rules_only_probability, score_metrics
 from denial_model.scorer import Scorer
 from denial_model.table import denied_labels
 
-__all__ = ["all_metrics", "comparison_table", "expected_calibration_error", "metrics_dict"]
+__all__ = [
+    "all_metrics",
+    "comparison_table",
+    "expected_calibration_error",
+    "generalization_table",
+    "metrics_dict",
+    "segments",
+]
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
@@ -55,7 +69,7 @@ def all_metrics(y: np.ndarray, p: np.ndarray, amount: np.ndarray, threshold: flo
 
 def logistic_baseline(features_train: pd.DataFrame, y_train: np.ndarray) -> Pipeline:
     """Logistic regression on the same features (one-hot categoricals, scaled numerics)."""
-    cats = [c for c in CATEGORICAL if c in features_train.columns]
+    cats = _categorical(features_train)
     nums = [c for c in features_train.columns if c not in cats]
     prep = ColumnTransformer(
         [
@@ -67,12 +81,31 @@ def logistic_baseline(features_train: pd.DataFrame, y_train: np.ndarray) -> Pipe
     return model.fit(_as_lr_input(features_train), y_train)
 
 
+def _categorical(features: pd.DataFrame) -> list[str]:
+    return [c for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)]
+
+
 def _as_lr_input(features: pd.DataFrame) -> pd.DataFrame:
     X = features.copy()
-    for c in CATEGORICAL:
-        if c in X.columns:
-            X[c] = X[c].astype(object).where(X[c].notna(), "missing")
+    for c in _categorical(features):
+        X[c] = X[c].astype(object).where(X[c].notna(), "missing")
     return X
+
+
+def segments(
+    scorer: Scorer, test: pd.DataFrame, since: str | date | None = None
+) -> list[tuple[str, np.ndarray]]:
+    """The slices of the test months the table reports: all lines; each payer type; each kind
+    of line (`drug_lines`, `administration_lines`, `visit_lines`, `other_lines`); and, given a
+    date a payer's behaviour changed, the lines served on or after it (`since_<date>`)."""
+    out = [("all", np.ones(len(test), dtype=bool))]
+    out += [(t, (test["payer_type"] == t).to_numpy()) for t in sorted(test["payer_type"].unique())]
+    kinds = line_kinds(test["hcpcs_code"], scorer.rules.evaluate(test).drug_line)
+    out += [(f"{k}_lines", kinds == i) for i, k in enumerate(LINE_KINDS) if (kinds == i).any()]
+    if since is not None:
+        day = pd.Timestamp(since)
+        out.append((f"since_{day.date()}", (pd.to_datetime(test["service_date"]) >= day).to_numpy()))
+    return out
 
 
 def comparison_table(
@@ -80,8 +113,10 @@ def comparison_table(
     earlier: pd.DataFrame,
     test: pd.DataFrame,
     include_logistic: bool = True,
+    since: str | date | None = None,
 ) -> pd.DataFrame:
-    """Rows: (model, payer_type) with every metric; payer_type 'all' for the whole test slice.
+    """Rows: (model, segment) with every metric, for the segments of `segments` ('all' for
+    the whole test slice, then payer types, line kinds, and the months since `since`).
 
     The baselines learn on `earlier` (all months before the test: `Splits.earlier`), so
     training and `evaluate` report the same figures for the same model and data."""
@@ -102,15 +137,13 @@ def comparison_table(
     if "p_true" in test.columns:
         scores["oracle"] = test["p_true"].to_numpy(dtype=float)
     rows = []
-    groups = [("all", np.ones(len(test), dtype=bool))] + [
-        (t, (test["payer_type"] == t).to_numpy()) for t in sorted(test["payer_type"].unique())
-    ]
+    groups = segments(scorer, test, since)
     for name, p in scores.items():
         for g, m in groups:
             rows.append(
                 {
                     "model": name,
-                    "payer_type": g,
+                    "segment": g,
                     "lines": int(m.sum()),
                     **all_metrics(y[m], p[m], amount[m], threshold),
                 }
@@ -118,14 +151,47 @@ def comparison_table(
     return pd.DataFrame(rows)
 
 
+def generalization_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per segment, the model beside the oracle: AUROC and log loss of each, the AUROC gap
+    and the log loss excess (model / oracle - 1). Empty without an oracle (real history)."""
+    metrics = table.set_index(["model", "segment"])[["auroc", "log_loss"]]
+    if "oracle" not in metrics.index.get_level_values(0):
+        return pd.DataFrame(
+            columns=[
+                "segment",
+                "lines",
+                "auroc",
+                "oracle_auroc",
+                "auroc_gap",
+                "log_loss",
+                "oracle_log_loss",
+                "log_loss_excess",
+            ]
+        )
+    model, oracle = metrics.loc["model"], metrics.loc["oracle"]
+    lines = table[table["model"] == "model"].set_index("segment")["lines"]
+    out = pd.DataFrame(
+        {
+            "lines": lines,
+            "auroc": model["auroc"],
+            "oracle_auroc": oracle["auroc"],
+            "auroc_gap": oracle["auroc"] - model["auroc"],
+            "log_loss": model["log_loss"],
+            "oracle_log_loss": oracle["log_loss"],
+            "log_loss_excess": model["log_loss"] / oracle["log_loss"] - 1,
+        }
+    )
+    return out.reset_index(names="segment")
+
+
 def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
-    """Flatten the comparison table: `<metric>` for the model overall, `<metric>_<payer_type>`,
-    and `<baseline>.<metric>` / `<baseline>.<metric>_<payer_type>` for the others."""
+    """Flatten the comparison table: `<metric>` for the model overall, `<metric>_<segment>`,
+    and `<baseline>.<metric>` / `<baseline>.<metric>_<segment>` for the others."""
     out = {}
-    metric_cols = [c for c in table.columns if c not in ("model", "payer_type", "lines")]
+    metric_cols = [c for c in table.columns if c not in ("model", "segment", "lines")]
     for row in table.to_dict("records"):
         prefix = "" if row["model"] == "model" else f"{row['model']}."
-        suffix = "" if row["payer_type"] == "all" else f"_{row['payer_type']}"
+        suffix = "" if row["segment"] == "all" else f"_{row['segment']}"
         for m in metric_cols:
             v = row[m]
             if v == v:  # skip NaN

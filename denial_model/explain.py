@@ -4,8 +4,8 @@ For every rule that fired on a line, the line is re-scored with that finding cor
 rule feature set to 0), all lines of the batch at once per rule; reasons are ordered by how
 much each correction lowers the probability, and each fix carries the probability after it
 ("add JZ modifier: 0.71 -> 0.12"). A line with a high score and no rule hit gets a reason
-from what the model learned from history (the payer-code pair's or the provider's denial
-rate), worded as such.
+from what the model learned from history (the claim's other line's finding, else the
+payer-code pair's or the provider's denial rate), worded as such.
 
 The strings are assembled by Arrow from the (line, finding) pairs, so no Python string is
 made per line: a batch of millions of lines costs a few Arrow kernels.
@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from denial_model.rules.engine import RuleResult
+from denial_model.rules.pack import CATEGORIES
 
 SEP = " | "
 _PROB_TEXT = [f"{i / 100:.2f}" for i in range(101)]
@@ -88,8 +89,9 @@ def reasons_and_fixes(
 ) -> tuple[pa.Array, pa.Array]:
     """Per line: reasons and fixes strings, most important first, ' | '-separated.
 
-    `features` holds the history rates (`hist_payer_code_rate`, `hist_provider_rate`) that
-    word the learned reason; `payer` and `code` name the line's payer and code."""
+    `features` holds the history rates (`hist_payer_code_rate`, `hist_provider_rate`) and,
+    for models of 0.5 on, the claim context (`claim_other_<category>`) that word the learned
+    reason; `payer` and `code` name the line's payer and code."""
     n = len(p)
     rules = result.rules
     what = pa.array(
@@ -116,11 +118,41 @@ def reasons_and_fixes(
         text = ("learned from history (no rule fired): " + who + " were denied at " + rate) + (
             f"% vs {prior * 100:.0f}% overall"
         )
-        fix = "check this payer's current policy for the code before sending (no rule names it)"
+        fix = np.full(
+            len(learned),
+            "check this payer's current policy for the code before sending (no rule names it)",
+            dtype=object,
+        )
+        sibling = _sibling_finding(features, learned)
+        if sibling is not None:
+            has = sibling != ""
+            text = np.where(
+                has,
+                "learned from history (no rule fired on this line): it goes down with its claim, "
+                "whose other line has a " + sibling + " finding",
+                text,
+            ).astype(object)
+            fix = np.where(
+                has,
+                "correct the claim's other line ("
+                + sibling
+                + ") first: payers deny the claim's lines together",
+                fix,
+            ).astype(object)
         order = np.argsort(np.r_[rows, learned], kind="stable")
         rows = np.r_[rows, learned][order]
         reason_pieces = pa.concat_arrays([reason_pieces, pa.array(text, pa.string())]).take(pa.array(order))
-        fix_pieces = pa.concat_arrays([fix_pieces, pa.array([fix] * len(learned), pa.string())]).take(
-            pa.array(order)
-        )
+        fix_pieces = pa.concat_arrays([fix_pieces, pa.array(fix, pa.string())]).take(pa.array(order))
     return _join_per_line(n, rows, reason_pieces), _join_per_line(n, rows, fix_pieces)
+
+
+def _sibling_finding(features: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
+    """For `rows`: the category most of the claim's other lines have a finding of ('' for
+    none); None for a model without claim context."""
+    cols = [f"claim_other_{c}" for c in CATEGORIES]
+    if cols[0] not in features.columns:
+        return None
+    counts = features[cols].to_numpy(dtype=float)[rows]
+    names = np.array([*CATEGORIES, ""], dtype=object)
+    top = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), len(CATEGORIES))
+    return np.char.replace(names[top].astype(str), "_", " ").astype(object)

@@ -147,9 +147,10 @@ class Evaluation:
     bounds: dict
 
 
-def run_evaluation(loaded: LoadedModel, history: pd.DataFrame) -> Evaluation:
+def run_evaluation(loaded: LoadedModel, history: pd.DataFrame, since: str | None = None) -> Evaluation:
     """The comparison table of a trained model on the test months of `history`, split as the
-    model's training split its own history (same figures as the training run on the same data)."""
+    model's training split its own history (same figures as the training run on the same data);
+    `since`: a date a payer's behaviour changed, reported as a segment of its own."""
     from denial_model.evaluate import comparison_table
     from denial_model.metrics import time_split
     from denial_model.train import TrainConfig
@@ -161,7 +162,9 @@ def run_evaluation(loaded: LoadedModel, history: pd.DataFrame) -> Evaluation:
         cfg.get("test_months", defaults.test_months),
         cfg.get("calib_months", defaults.calib_months),
     )
-    return Evaluation(table=comparison_table(loaded.scorer, sp.earlier, sp.test), bounds=sp.bounds)
+    return Evaluation(
+        table=comparison_table(loaded.scorer, sp.earlier, sp.test, since=since), bounds=sp.bounds
+    )
 
 
 @dataclass

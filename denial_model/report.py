@@ -20,7 +20,7 @@ from denial_model.rules.pack import CATEGORIES, RulePack
 __all__ = [
     "console",
     "err_console",
-    "print_by_payer",
+    "print_by_segment",
     "print_check_summary",
     "print_findings",
     "print_history_summary",
@@ -114,29 +114,42 @@ def print_history_summary(summary, title: str = "Simulated history") -> None:
     console.print(g)
 
 
-def print_metric_table(table: pd.DataFrame, title: str, payer_type: str = "all") -> None:
+def print_metric_table(table: pd.DataFrame, title: str, segment: str = "all") -> None:
     t = Table(title=title)
     t.add_column("model")
     for m in METRIC_COLUMNS:
         t.add_column(m, justify="right")
-    for row in table[table["payer_type"] == payer_type].to_dict("records"):
+    for row in table[table["segment"] == segment].to_dict("records"):
         t.add_row(row["model"], *(f"{row[m]:.4f}" for m in METRIC_COLUMNS))
     console.print(t)
 
 
-def print_by_payer(table: pd.DataFrame) -> None:
-    t = Table(title="Model by payer type (test months)")
-    for col in ("payer type", "lines", "auroc", "oracle auroc", "log_loss", "ece", "recall_top10"):
-        t.add_column(col, justify="left" if col == "payer type" else "right")
-    oracle = table[table["model"] == "oracle"].set_index("payer_type")["auroc"]
-    for row in table[(table["model"] == "model") & (table["payer_type"] != "all")].to_dict("records"):
-        o = f"{oracle[row['payer_type']]:.4f}" if row["payer_type"] in oracle.index else "-"
+def print_by_segment(table: pd.DataFrame) -> None:
+    """The model per segment (payer type, line kind, months since a change), beside the oracle
+    where the history has one."""
+    t = Table(title="Model by segment (test months)")
+    for col in (
+        "segment",
+        "lines",
+        "auroc",
+        "oracle auroc",
+        "log_loss",
+        "oracle log_loss",
+        "ece",
+        "recall_top10",
+    ):
+        t.add_column(col, justify="left" if col == "segment" else "right")
+    oracle = table[table["model"] == "oracle"].set_index("segment")
+    for row in table[(table["model"] == "model") & (table["segment"] != "all")].to_dict("records"):
+        seg = row["segment"]
+        known = seg in oracle.index
         t.add_row(
-            row["payer_type"],
+            seg,
             f"{row['lines']:,}",
             f"{row['auroc']:.4f}",
-            o,
+            f"{oracle.loc[seg, 'auroc']:.4f}" if known else "-",
             f"{row['log_loss']:.4f}",
+            f"{oracle.loc[seg, 'log_loss']:.4f}" if known else "-",
             f"{row['ece']:.4f}",
             f"{row['recall_top10']:.4f}",
         )

@@ -143,7 +143,7 @@ class Scorer:
         """P(denied) of validated lines, without reasons (the fast path of `predict_proba`)."""
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame)
-        attrs = self.features.attributes(frame, rk.drug)
+        attrs = self.features.attributes(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
         return predictor.proba(predictor.prepare(attrs, binary=(rk.ids, rk.hits)))
 
@@ -155,7 +155,7 @@ class Scorer:
         """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame, earlier=earlier)
-        attrs = self.features.attributes(frame, rk.drug)
+        attrs = self.features.attributes(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
         prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
         raw = predictor.raw(prepared)

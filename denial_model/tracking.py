@@ -153,7 +153,7 @@ def log_training(
     from mlflow import MlflowClient
 
     mlflow.set_experiment(experiment)
-    from denial_model.evaluate import metrics_dict
+    from denial_model.evaluate import generalization_table, metrics_dict
 
     y = denied_labels(test)
     p = scorer.predict_proba(test)
@@ -171,6 +171,10 @@ def log_training(
         table.to_csv(folder / "metrics_table.csv", index=False)
         importance.rename("importance").to_csv(folder / "feature_importance.csv")
         mlflow.log_artifact(str(folder / "metrics_table.csv"))
+        gap = generalization_table(table)
+        if len(gap):  # a simulated history: the model beside the oracle per segment
+            gap.to_csv(folder / "generalization.csv", index=False)
+            mlflow.log_artifact(str(folder / "generalization.csv"))
         mlflow.log_artifact(str(folder / "feature_importance.csv"))
         mlflow.log_dict(manifest, "manifest.json")
         mlflow.log_artifact(str(artifact_path), artifact_path="joblib")

@@ -2,7 +2,8 @@
 
 Time is respected: the classifier learns on the earlier months, the isotonic calibration on
 the next `calib_months`, and the last `test_months` are kept for evaluation
-(`metrics.time_split`). Risk-tier cut points are chosen on the calibration slice and stored
+(`metrics.time_split`). The features' history holds the outcomes of both slices before the
+test, each line reading only those adjudicated before its own submission. Risk-tier cut points are chosen on the calibration slice and stored
 with the model. This module is model code only; the training *job* (evaluate, save, track)
 is `jobs.run_training`.
 """
@@ -78,8 +79,11 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
         raise ClaimTableError(
             f"history too short for the split {splits.bounds}: need train, calibration and test months"
         )
-    features = ClaimFeatures()
-    booster = build_classifier(cfg).fit(features.fit_transform(splits.train), denied_labels(splits.train))
+    # the history the features read is every outcome before the test months: each line still
+    # sees only outcomes adjudicated before its own submission, so the calibration lines (and,
+    # scored later, new lines) read the freshest outcomes there are, with no leak
+    features = ClaimFeatures().fit(splits.earlier)
+    booster = build_classifier(cfg).fit(features.transform(splits.train), denied_labels(splits.train))
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method="isotonic")
     x_calib = features.transform(splits.calib)
     calibrated.fit(x_calib, denied_labels(splits.calib))

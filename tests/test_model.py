@@ -204,12 +204,37 @@ def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):
     assert res.exit_code == 0, res.output
     for words in ("oracle", "rules_only", "payer_base_rate", "logistic_regression", "risk tiers"):
         assert words in res.output
-    res = runner.invoke(app, ["evaluate", "--model", "model.joblib", "--data", str(data), "--json", "m.json"])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "model.joblib",
+            "--data",
+            str(data),
+            "--json",
+            "m.json",
+            "--since",
+            "2025-08-01",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads((tmp_path / "m.json").read_text())["rows"]
     models = {r["model"] for r in rows}
     assert {"model", "oracle", "rules_only", "payer_base_rate", "logistic_regression"} <= models
-    assert {r["payer_type"] for r in rows} >= {"all", "medicare", "commercial"}
+    segments = {r["segment"] for r in rows}
+    assert segments >= {
+        "all",
+        "medicare",
+        "commercial",
+        "drug_lines",
+        "administration_lines",
+        "since_2025-08-01",
+    }
+    since = next(r for r in rows if r["model"] == "model" and r["segment"] == "since_2025-08-01")
+    served = pd.to_datetime(history["service_date"])
+    assert since["lines"] == int((served >= "2025-08-01").sum())  # all within the test months
+    assert "administration_lines" in res.output
 
 
 def test_a_csv_history_trains_the_same_model_as_parquet(tmp_path, history):

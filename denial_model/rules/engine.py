@@ -73,6 +73,7 @@ class RuleResult:
     # per line, the last service day (days since 1970) on which a later line can still be
     # compared with it by a cross-line rule; -1 where no cross-line rule applies to it
     relevant_until: np.ndarray | None = None
+    drug_line: np.ndarray | None = None  # (n,) bool: the line bills a drug (Context.is_drug_line)
 
     @property
     def ids(self) -> list[str]:
@@ -137,13 +138,18 @@ class RuleResult:
 
         return self._per_line(carc)
 
-    def category_hits(self) -> pd.DataFrame:
-        """(n, 19) bool: any rule of the category fired on the line."""
-        out = {}
-        for cat in CATEGORIES:
+    def category_matrix(self) -> np.ndarray:
+        """(n, len(CATEGORIES)) bool: any rule of the category fired on the line."""
+        out = np.zeros((len(self.hits), len(CATEGORIES)), dtype=bool)
+        for k, cat in enumerate(CATEGORIES):
             cols = [i for i, r in enumerate(self.rules) if r.category == cat]
-            out[cat] = self.hits[:, cols].any(axis=1) if cols else np.zeros(len(self.hits), bool)
-        return pd.DataFrame(out)
+            if cols:
+                out[:, k] = self.hits[:, cols].any(axis=1)
+        return out
+
+    def category_hits(self) -> pd.DataFrame:
+        """`category_matrix` as a frame, one column per category."""
+        return pd.DataFrame(self.category_matrix(), columns=list(CATEGORIES))
 
     def deny_hit(self) -> np.ndarray:
         cols = [i for i, r in enumerate(self.rules) if r.severity == "deny"]
@@ -181,4 +187,6 @@ def evaluate(
             if kind.lookback is not None:
                 reach = ctx.service_day + kind.lookback(rule.params)
                 until = np.where(mask[c.n - frame.n :], np.maximum(until, reach), until)
-    return RuleResult(hits=hits, rules=pack.rules, drug=ctx.drug, relevant_until=until)
+    return RuleResult(
+        hits=hits, rules=pack.rules, drug=ctx.drug, relevant_until=until, drug_line=ctx.is_drug_line
+    )

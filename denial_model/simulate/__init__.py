@@ -13,7 +13,7 @@ The story runs in stages, one module each, in this order:
 `config.SimConfig` holds every knob with its default.
 """
 
-from denial_model.simulate.config import SimConfig
+from denial_model.simulate.config import STRESS_WORLDS, SimConfig
 from denial_model.simulate.facts import PackFacts
 from denial_model.simulate.world import World, build_world
 from denial_model.simulate.writer import (
@@ -27,6 +27,7 @@ from denial_model.simulate.writer import (
 
 __all__ = [
     "DENIAL_GROUPS",
+    "STRESS_WORLDS",
     "HistorySummary",
     "PackFacts",
     "SimConfig",

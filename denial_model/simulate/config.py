@@ -18,7 +18,7 @@ import yaml
 
 from denial_model.errors import ConfigError
 
-__all__ = ["SimConfig"]
+__all__ = ["STRESS_WORLDS", "SimConfig"]
 
 
 def _d(**kw: Any) -> Any:
@@ -120,6 +120,27 @@ class SimConfig:
     # provider-level quality no rule sees (log-odds sd on the base rate)
     provider_base_sd: float = 0.5
 
+    # --- stress-world knobs: off by default, switched on by the named worlds of STRESS_WORLDS
+    # a claim-level denial of the drug line (authorization, diagnosis, coverage, documentation)
+    # takes the claim's other lines with it with this probability
+    claim_coupling: float = 0.0
+    # payers that deny drug lines for an attribute no rule names, each a dict of `payer`,
+    # `rate` and one condition: `lacks_documentation` (a token), `modifier`, `diagnosis_prefix`
+    # or `place_of_service`
+    payer_preferences: list = field(default_factory=list)
+    # more enforcement changes, each shaped like `enforcement_change`
+    policy_changes: list = field(default_factory=list)
+    # > 0: providers' patient volumes are gamma(shape)-distributed (lower: a few large
+    # providers and many with a handful of lines); 0: every provider equally likely
+    provider_volume_shape: float = 0.0
+
+    @classmethod
+    def stress(cls, world: str, **overrides: Any) -> SimConfig:
+        """A named stress world (`STRESS_WORLDS`): the defaults with that world's knobs on."""
+        if world not in STRESS_WORLDS:
+            raise ConfigError(f"unknown stress world {world!r}; known: {sorted(STRESS_WORLDS)}")
+        return dataclasses.replace(cls(), **{**copy.deepcopy(STRESS_WORLDS[world]), **overrides})
+
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> SimConfig:
         raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -141,3 +162,50 @@ class SimConfig:
     @property
     def end(self) -> date:
         return (pd.Timestamp(self.start) + pd.DateOffset(months=self.months) - pd.Timedelta(days=1)).date()
+
+
+# Worlds that break what the default simulator lets a model get away with (docs/simulator.md,
+# "Stress worlds"); the model's gap to the oracle is measured on each
+# (benchmarks/generalization.py).
+_COUPLING: dict = {"claim_coupling": 0.85}
+_PREFERENCES: dict = {
+    "payer_preferences": [
+        {"payer": "COMMERCIAL-1", "lacks_documentation": "progress_notes", "rate": 0.6},
+        {"payer": "MEDICAID-2", "diagnosis_prefix": "F32", "rate": 0.35},
+        {"payer": "MEDICARE_ADVANTAGE-1", "modifier": "JW", "rate": 0.5},
+        {"payer": "COMMERCIAL-4", "place_of_service": "22", "rate": 0.4},
+    ]
+}
+_CHANGES: dict = {
+    "policy_changes": [
+        {
+            "payer": "MEDICAID-1",
+            "category": "documentation_missing",
+            "start": date(2025, 1, 1),
+            "before": 0.1,
+            "after": 0.95,
+        },
+        {
+            "payer": "COMMERCIAL-5",
+            "category": "units_dose_mismatch",
+            "start": date(2025, 2, 1),
+            "before": 0.9,
+            "after": 0.05,
+        },
+        {
+            "payer": "MEDICARE_ADVANTAGE-2",
+            "category": "prior_auth_missing",
+            "start": date(2025, 3, 1),
+            "before": 0.2,
+            "after": 0.95,
+        },
+    ]
+}
+_SPARSE: dict = {"n_providers": 3000, "provider_volume_shape": 0.3, "provider_base_sd": 0.9}
+STRESS_WORLDS: dict[str, dict] = {
+    "coupled": _COUPLING,
+    "preferences": _PREFERENCES,
+    "policy_changes": _CHANGES,
+    "sparse_providers": _SPARSE,
+    "all": {**_COUPLING, **_PREFERENCES, **_CHANGES, **_SPARSE},
+}

@@ -39,7 +39,11 @@ class Patients:
 def draw_patients(cfg: SimConfig, world: World, rng: np.random.Generator) -> Patients:
     """One block of `cfg.block_patients` patients."""
     n = cfg.block_patients
-    provider = rng.integers(0, len(world.prov_npi), n)
+    provider = (
+        rng.integers(0, len(world.prov_npi), n)
+        if world.prov_volume is None
+        else rng.choice(len(world.prov_npi), n, p=world.prov_volume)
+    )
     specialty = world.prov_spec[provider]
     drug = np.empty(n, dtype=object)
     for s in SPECIALTIES:

@@ -35,6 +35,7 @@ class World:
     payer_base: np.ndarray
     payer_strict: np.ndarray  # (payers, categories)
     payer_limit: np.ndarray
+    prov_volume: np.ndarray | None = None  # patient share per provider; None: all equal
 
 
 def _npi(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -76,7 +77,7 @@ def build_world(cfg: SimConfig) -> World:
     )
     strict = np.clip(strict * np.array([cfg.strictness_scale[t] for t in payer_types])[:, None], 0, 0.99)
     strict[np.array(payer_types) == "medicare", CATEGORIES.index("prior_auth_missing")] = 0.0
-    return World(
+    world = World(
         prov_npi=_npi(rng, n),
         prov_spec=prov_spec,
         prov_mult=prov_mult,
@@ -92,3 +93,7 @@ def build_world(cfg: SimConfig) -> World:
         payer_strict=strict,
         payer_limit=np.array(limits),
     )
+    if cfg.provider_volume_shape > 0:  # drawn last: the default world does not change
+        volume = rng.gamma(cfg.provider_volume_shape, 1.0, n)
+        world.prov_volume = volume / volume.sum()
+    return world

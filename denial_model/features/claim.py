@@ -1,4 +1,4 @@
-"""scikit-learn face of the toolkit: transformers that turn claim-line tables into features.
+"""The model's transformers: claim-line tables in, one feature frame out.
 
 `RuleFeaturizer` wraps the rule engine so the whole model is one `Pipeline` that joblib and
 MLflow persist as one object. The fitted featurizer carries its rule pack, so an artifact
@@ -15,6 +15,27 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from denial_model.errors import ClaimTableError
+from denial_model.features.context import (
+    CONTEXT_NUMERIC,
+    LINE_KINDS,
+    claim_context,
+    claim_max,
+    line_kinds,
+    multi_hot,
+    multi_hot_names,
+    vocabulary,
+)
+from denial_model.features.history import (
+    FINDINGS,
+    HISTORY_KEYS,
+    _History,
+    _key,
+    composite_key,
+    factorized,
+    finding_pairs,
+    per_line_max,
+    smoothed,
+)
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
 from denial_model.table import ClaimFrame, _factorize, denied_labels, validate
@@ -68,11 +89,24 @@ class RuleFeaturizer(TransformerMixin, BaseEstimator):
 
 # ----------------------------------------------------------------------------- claim features
 
-HISTORY_KEYS = {
-    "provider": ("provider_npi",),
-    "payer_code": ("payer_id", "hcpcs_code"),
-    "payer": ("payer_id",),
-}
+# feature groups added in 0.5 (`ClaimFeatures.groups_`): older artifacts have none of them
+GROUPS = ("context", "multi_hot", "recent")
+MIN_MULTI_HOT_LINES = 20  # a modifier or diagnosis group on fewer fitting lines gets no column
+RECENT = (
+    "hist_provider_recent",
+    "hist_payer_code_recent",
+    "hist_payer_recent",
+    "hist_payer_finding_rate",
+    "hist_payer_finding_recent",
+    "hist_provider_finding_rate",
+    "hist_provider_finding_recent",
+    "hist_payer_finding_lines",
+    "hist_provider_finding_lines",
+    "claim_payer_finding_recent",
+)
+# entities whose denial rate is also kept per kind of finding: a payer's strictness per
+# category, a provider's rate on clean lines (its quality no rule sees)
+FINDING_ENTITIES = {"payer": "payer_id", "provider": "provider_npi"}
 CATEGORICAL = ("payer_id", "payer_type", "hcpcs_code", "place_of_service", "drug", "dx_group", "provider_npi")
 NUMERIC = (
     "units",
@@ -92,61 +126,10 @@ NUMERIC = (
 )
 
 
-def _factorized(values) -> tuple[np.ndarray, list[str]]:
-    """(codes, distinct values as text): string work happens on the distinct values only."""
-    codes, uniques = _factorize(values if isinstance(values, pd.Series) else pd.Series(values, dtype=object))
-    return codes, [str(u) for u in uniques]
-
-
 def _per_value(s: pd.Series, fn) -> np.ndarray:
     """float fn(text) for every line, computed once per distinct value."""
     codes, uniques = _factorize(s)
     return np.array([float(fn(str(u))) for u in uniques], dtype=float)[codes] if len(codes) else np.zeros(0)
-
-
-def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Composite key of `cols` as (codes, 'a|b' text per distinct key)."""
-    codes, keys = _factorized(df[cols[0]])
-    for c in cols[1:]:
-        c2, u2 = _factorized(df[c])
-        width = max(len(u2), 1)
-        pair, firsts = pd.factorize(codes * width + c2)
-        keys = [keys[f // width] + "|" + u2[f % width] for f in firsts]
-        codes = np.asarray(pair, dtype=np.int64)
-    return codes, keys
-
-
-class _History:
-    """Daily denial counts per key, cumulated, for 'rate among lines adjudicated before t'."""
-
-    def __init__(self, key: tuple[np.ndarray, list[str]], adj_day: np.ndarray, denied: np.ndarray):
-        codes, names = key
-        keys = np.asarray(names, dtype=object)[codes]
-        g = (
-            pd.DataFrame({"k": keys, "d": adj_day, "y": denied.astype(float)})
-            .groupby(["k", "d"], sort=True)["y"]
-            .agg(["size", "sum"])
-            .reset_index()
-        )
-        self.index = {k: i for i, k in enumerate(pd.unique(g["k"]))}
-        kid = g["k"].map(self.index).to_numpy(dtype=np.int64)
-        self.combined = kid * 1_000_000 + g["d"].to_numpy(dtype=np.int64)
-        self.cum_n = np.r_[0, np.cumsum(g["size"].to_numpy())]
-        self.cum_y = np.r_[0.0, np.cumsum(g["sum"].to_numpy())]
-        starts = np.searchsorted(self.combined, np.arange(len(self.index)) * 1_000_000)
-        self.key_start = starts
-
-    def before(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(lines, denials) of each key adjudicated strictly before `day`."""
-        codes, uniques = key
-        uid = np.array([self.index.get(u, -1) for u in uniques], dtype=np.int64)
-        kid = uid[codes] if len(codes) else np.zeros(0, np.int64)
-        known = kid >= 0
-        pos = np.searchsorted(self.combined, np.where(known, kid, 0) * 1_000_000 + day, side="left")
-        start = self.key_start[np.where(known, kid, 0)]
-        n = np.where(known, self.cum_n[pos] - self.cum_n[start], 0)
-        y = np.where(known, self.cum_y[pos] - self.cum_y[start], 0.0)
-        return n, y
 
 
 def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
@@ -154,25 +137,40 @@ def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
 
 
 class ClaimFeatures(TransformerMixin, BaseEstimator):
-    """Rule hits plus claim attributes plus leakage-safe history, as one DataFrame.
+    """Rule hits, claim attributes, claim context and leakage-safe history, as one DataFrame.
 
-    History features are denial rates of the line's provider, payer and payer-code pair among
-    lines of the fitting history adjudicated before the line's submission date (smoothed
-    towards the overall rate). Labels of the table being transformed are never read.
-    Categorical columns keep their `max_levels` most frequent values (others become missing)
-    so HistGradientBoosting can split on them natively.
+    History features are denial rates of the line's provider, payer and payer-code pair, and
+    of its payer with each kind of finding it has, among lines of the fitting history
+    adjudicated before the line's submission date (`history`): cumulative rates smoothed
+    towards the overall rate, and recent ones (half-life `half_life_days`) smoothed towards
+    the next coarser entity's. Claim context and multi-hot attributes: `context`. Labels of
+    the table being transformed are never read. Categorical columns keep their `max_levels`
+    most frequent values (others become missing) so HistGradientBoosting can split on them
+    natively; the multi-hot vocabularies keep at most `max_multi_hot` items per family.
+
+    Artifacts fitted before 0.5 have no `groups_` and produce exactly their old features.
     """
 
-    def __init__(self, pack_dir: str | Path | None = None, max_levels: int = 250, smoothing: float = 20.0):
+    def __init__(
+        self,
+        pack_dir: str | Path | None = None,
+        max_levels: int = 250,
+        smoothing: float = 20.0,
+        half_life_days: float = 120.0,
+        max_multi_hot: int = 30,
+    ):
         self.pack_dir = pack_dir
         self.max_levels = max_levels
         self.smoothing = smoothing
+        self.half_life_days = half_life_days
+        self.max_multi_hot = max_multi_hot
 
     def fit(self, X, y=None):
         frame = as_claim_frame(X)
         df = frame.df
         self.rules_ = RuleFeaturizer(self.pack_dir).fit(frame)
-        base = self._attributes(frame, self.rules_.evaluate(frame).drug)
+        result = self.rules_.evaluate(frame)
+        base = self._attributes(frame, result.drug)
         self.levels_ = {c: self._levels(*base[c], self.max_levels) for c in CATEGORICAL}
         if y is None:
             if "denied" not in df.columns:
@@ -183,13 +181,25 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             raise ClaimTableError("ClaimFeatures.fit needs 'adjudication_date' for leakage-safe history")
         adj = pd.to_datetime(df["adjudication_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         self.prior_ = float(y.mean())
-        self.history_ = {name: _History(_key(df, cols), adj, y) for name, cols in HISTORY_KEYS.items()}
+        hl = self.half_life_days
+        self.history_ = {name: _History(_key(df, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()}
+        rows, found = finding_pairs(result.category_matrix())
+        self.history_["finding"] = _History((found, FINDINGS), adj[rows], y[rows], hl)
+        for entity, col in FINDING_ENTITIES.items():
+            pair = _entity_finding(df[col], rows, found)
+            self.history_[f"{entity}_finding"] = _History(pair, adj[rows], y[rows], hl)
+        self.vocabulary_ = vocabulary(frame, self.max_multi_hot, min_lines=MIN_MULTI_HOT_LINES)
+        self.groups_ = GROUPS
         self.feature_names_out_ = np.array(
             [
                 *self.rules_.get_feature_names_out(),
                 *NUMERIC,
                 *CATEGORICAL,
                 *[f"hist_{k}_{s}" for k in HISTORY_KEYS for s in ("rate", "lines")],
+                *CONTEXT_NUMERIC,
+                "line_kind",
+                *multi_hot_names(self.vocabulary_),
+                *RECENT,
             ],
             dtype=object,
         )
@@ -199,10 +209,10 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     def _attributes(frame: ClaimFrame, drug: np.ndarray) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Categorical attributes as (codes, distinct values as text), without per-row strings."""
         df = frame.df
-        out = {c: _factorized(df[c]) for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service")}
-        out["provider_npi"] = _factorized(df["provider_npi"])
-        out["drug"] = _factorized(drug)
-        dx_codes, dx = _factorized(df["diagnosis_codes"])
+        out = {c: factorized(df[c]) for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service")}
+        out["provider_npi"] = factorized(df["provider_npi"])
+        out["drug"] = factorized(drug)
+        dx_codes, dx = factorized(df["diagnosis_codes"])
         first3, groups = pd.factorize(pd.Series([d[:3] for d in dx], dtype=object))
         out["dx_group"] = (np.asarray(first3, dtype=np.int64)[dx_codes], [str(g) for g in groups])
         return out
@@ -222,19 +232,51 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         """Features and the rule result they were built from (scoring needs both)."""
         check_is_fitted(self, "history_")
         result = self.rules_.evaluate(frame)
-        return self.assemble(result.hits, self.attributes(frame, result.drug)), result
+        return self.assemble(result.hits, self.attributes(frame, result)), result
 
     def assemble(self, hits: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
         """The full feature frame from the rule hit matrix and `attributes`."""
         rules = pd.DataFrame(hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
         return pd.concat([rules, attributes.reset_index(drop=True)], axis=1)[list(self.feature_names_out_)]
 
-    def attributes(self, frame: ClaimFrame, drug: np.ndarray) -> pd.DataFrame:
-        """The features that are not rule hits: claim attributes and history rates.
+    def attributes(self, frame: ClaimFrame, result: RuleResult) -> pd.DataFrame:
+        """The features that are not rule hits: claim attributes, context and history rates.
 
         Batch scoring keeps the rule hits as the engine's bool matrix and reads only these
         from a frame (92 float columns of 0/1 would cost more to build than to score)."""
         check_is_fitted(self, "history_")
+        df = frame.df
+        out: dict[str, object] = self._numeric(frame)
+        attrs = self._attributes(frame, result.drug)
+        for c in CATEGORICAL:
+            codes, names = attrs[c]
+            lut = np.append(
+                pd.Index(self.levels_[c], dtype=object).get_indexer(pd.Index(names, dtype=object)), -1
+            )
+            out[c] = pd.Categorical.from_codes(lut[codes], categories=self.levels_[c])
+        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        groups = getattr(self, "groups_", ())
+        recent = {}
+        for name, cols in HISTORY_KEYS.items():
+            key = _key(df, cols)
+            n, y = self.history_[name].before(key, sub)
+            out[f"hist_{name}_rate"] = smoothed(n, y, self.prior_, self.smoothing)
+            out[f"hist_{name}_lines"] = n.astype(float)
+            if "recent" in groups:
+                recent[name] = self.history_[name].recent(key, sub)
+        if "context" in groups:
+            out.update(claim_context(frame, result))
+            out["line_kind"] = pd.Categorical.from_codes(
+                line_kinds(df["hcpcs_code"], result.drug_line), categories=list(LINE_KINDS)
+            )
+        if "multi_hot" in groups:
+            out.update(multi_hot(frame, self.vocabulary_))
+        if "recent" in groups:
+            out.update(self._recent(frame, result, sub, recent))
+        return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
+
+    def _numeric(self, frame: ClaimFrame) -> dict[str, np.ndarray]:
+        """The NUMERIC columns."""
         df = frame.df
         num = {
             "units": df["units"].to_numpy(dtype=float),
@@ -253,21 +295,44 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         }
         for m in ("JW", "JZ", "25", "59"):
             num[f"mod_{m.lower()}"] = frame.has_modifier([m]).astype(float)
-        out: dict[str, object] = num
-        attrs = self._attributes(frame, drug)
-        for c in CATEGORICAL:
-            codes, names = attrs[c]
-            lut = np.append(
-                pd.Index(self.levels_[c], dtype=object).get_indexer(pd.Index(names, dtype=object)), -1
-            )
-            out[c] = pd.Categorical.from_codes(lut[codes], categories=self.levels_[c])
-        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-        for name, cols in HISTORY_KEYS.items():
-            n, y = self.history_[name].before(_key(df, cols), sub)
-            out[f"hist_{name}_rate"] = (y + self.smoothing * self.prior_) / (n + self.smoothing)
-            out[f"hist_{name}_lines"] = n.astype(float)
-        return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
+        return num
+
+    def _recent(
+        self, frame: ClaimFrame, result: RuleResult, sub: np.ndarray, recent: dict[str, tuple]
+    ) -> dict[str, np.ndarray]:
+        """The RECENT columns: time-decayed rates, each smoothed towards its coarser entity's,
+        and the payer's rates for the kinds of finding the line has (its worst)."""
+        s, prior = self.smoothing, self.prior_
+        payer = smoothed(*recent["payer"], prior, s)
+        out = {
+            "hist_provider_recent": smoothed(*recent["provider"], prior, s),
+            "hist_payer_code_recent": smoothed(*recent["payer_code"], payer, s),
+            "hist_payer_recent": payer,
+        }
+        rows, found = finding_pairs(result.category_matrix())
+        day = sub[rows]
+        finding = self.history_["finding"]
+        kind_rate = smoothed(*finding.before((found, FINDINGS), day), prior, s)
+        kind_recent = smoothed(*finding.recent((found, FINDINGS), day), prior, s)
+        for entity, col in FINDING_ENTITIES.items():
+            pair = _entity_finding(frame.df[col], rows, found)
+            history = self.history_[f"{entity}_finding"]
+            n, y = history.before(pair, day)
+            rate_recent = smoothed(*history.recent(pair, day), kind_recent, s)
+            out[f"hist_{entity}_finding_rate"] = per_line_max(rows, smoothed(n, y, kind_rate, s), frame.n)
+            out[f"hist_{entity}_finding_recent"] = per_line_max(rows, rate_recent, frame.n)
+            out[f"hist_{entity}_finding_lines"] = per_line_max(rows, n.astype(float), frame.n)
+        # what the payer's recent strictness says of the claim's worst line: the lines of a
+        # claim are adjudicated together
+        out["claim_payer_finding_recent"] = claim_max(frame, out["hist_payer_finding_recent"])
+        return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "history_")
         return self.feature_names_out_.copy()
+
+
+def _entity_finding(entity: pd.Series, rows: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Key of each (line, finding) pair: the line's entity (payer, provider) and the finding."""
+    codes, names = factorized(entity)
+    return composite_key([(codes[rows], names), (found, FINDINGS)])

@@ -1,0 +1,155 @@
+"""What the fitting history says about a line: leakage-safe denial rates of its entities.
+
+A rate is read "as of" the line's submission date: only lines of the fitting history
+adjudicated strictly before it count, so a line never sees its own outcome or any outcome
+its biller could not have known. Two readings of the same counts:
+
+- cumulative (`_History.before`): every earlier outcome weighs the same;
+- recent (`_History.recent`): an outcome `d` days old weighs `2 ** (-d / half_life)`, so a
+  payer that starts (or stops) enforcing something shows up within a few months.
+
+Rates are smoothed towards a prior with `smoothing` pseudo-lines, so an entity seen a handful
+of times keeps a little of its signal and none of its noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from denial_model.rules.pack import CATEGORIES
+from denial_model.table import _factorize
+
+__all__ = [
+    "FINDINGS",
+    "HISTORY_KEYS",
+    "composite_key",
+    "factorized",
+    "finding_pairs",
+    "per_line_max",
+    "smoothed",
+]
+
+# entity -> the columns that name it
+HISTORY_KEYS = {
+    "provider": ("provider_npi",),
+    "payer_code": ("payer_id", "hcpcs_code"),
+    "payer": ("payer_id",),
+}
+_DAY = 1_000_000  # key * _DAY + day orders (key, day) pairs; days since 1970 stay far below
+
+
+def factorized(values) -> tuple[np.ndarray, list[str]]:
+    """(codes, distinct values as text): string work happens on the distinct values only."""
+    codes, uniques = _factorize(values if isinstance(values, pd.Series) else pd.Series(values, dtype=object))
+    return codes, [str(u) for u in uniques]
+
+
+def composite_key(parts: list[tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray, list[str]]:
+    """Factorized parts combined into one key: (codes, 'a|b' text per distinct combination)."""
+    codes, keys = parts[0]
+    for c2, u2 in parts[1:]:
+        width = max(len(u2), 1)
+        pair, firsts = pd.factorize(codes * width + c2)
+        keys = [keys[f // width] + "|" + u2[f % width] for f in firsts]
+        codes = np.asarray(pair, dtype=np.int64)
+    return codes, keys
+
+
+def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Composite key of `cols` as (codes, 'a|b' text per distinct key)."""
+    return composite_key([factorized(df[c]) for c in cols])
+
+
+def smoothed(n: np.ndarray, y: np.ndarray, prior: np.ndarray | float, strength: float) -> np.ndarray:
+    """(y + strength * prior) / (n + strength): a rate pulled towards `prior` where `n` is small."""
+    return (y + strength * prior) / (n + strength)
+
+
+class _History:
+    """Daily denial counts per key, cumulated, for 'rate among lines adjudicated before t'.
+
+    `half_life` (days) also keeps exponentially weighted sums per key for `recent`; artifacts
+    fitted before 0.5 hold none and are only asked `before`."""
+
+    def __init__(
+        self,
+        key: tuple[np.ndarray, list[str]],
+        adj_day: np.ndarray,
+        denied: np.ndarray,
+        half_life: float | None = None,
+    ):
+        codes, names = key
+        keys = np.asarray(names, dtype=object)[codes]
+        g = (
+            pd.DataFrame({"k": keys, "d": adj_day, "y": denied.astype(float)})
+            .groupby(["k", "d"], sort=True)["y"]
+            .agg(["size", "sum"])
+            .reset_index()
+        )
+        self.index = {k: i for i, k in enumerate(pd.unique(g["k"]))}
+        kid = g["k"].map(self.index).to_numpy(dtype=np.int64)
+        self.combined = kid * _DAY + g["d"].to_numpy(dtype=np.int64)
+        self.cum_n = np.r_[0, np.cumsum(g["size"].to_numpy())]
+        self.cum_y = np.r_[0.0, np.cumsum(g["sum"].to_numpy())]
+        starts = np.searchsorted(self.combined, np.arange(len(self.index)) * _DAY)
+        self.key_start = starts
+        if half_life is not None:
+            # per key, running sums of 2 ** ((d - day0) / half_life) * counts: read at day t and
+            # scaled by 2 ** (-(t - day0) / half_life), they are the decayed counts before t
+            self.half_life = float(half_life)
+            self.day0 = int(g["d"].min()) if len(g) else 0
+            w = np.exp2((g["d"].to_numpy(dtype=float) - self.day0) / self.half_life)
+            by_key = pd.Series(kid)
+            self.decayed_n = pd.Series(w * g["size"].to_numpy()).groupby(by_key).cumsum().to_numpy()
+            self.decayed_y = pd.Series(w * g["sum"].to_numpy()).groupby(by_key).cumsum().to_numpy()
+
+    def _positions(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per line: whether its key is known, its key's first row, and the first row on or after `day`."""
+        codes, uniques = key
+        uid = np.array([self.index.get(u, -1) for u in uniques], dtype=np.int64)
+        kid = uid[codes] if len(codes) else np.zeros(0, np.int64)
+        known = kid >= 0
+        safe = np.where(known, kid, 0)
+        pos = np.searchsorted(self.combined, safe * _DAY + day, side="left")
+        return known, self.key_start[safe], pos
+
+    def before(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lines, denials) of each key adjudicated strictly before `day`."""
+        known, start, pos = self._positions(key, day)
+        n = np.where(known, self.cum_n[pos] - self.cum_n[start], 0)
+        y = np.where(known, self.cum_y[pos] - self.cum_y[start], 0.0)
+        return n, y
+
+    def recent(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(lines, denials) adjudicated before `day`, each weighted by its age's decay."""
+        known, start, pos = self._positions(key, day)
+        seen = known & (pos > start)
+        last = np.where(seen, pos - 1, 0)
+        scale = np.exp2(-(day.astype(float) - self.day0) / self.half_life)
+        n = np.where(seen, self.decayed_n[last] * scale, 0.0) if len(self.decayed_n) else np.zeros(len(day))
+        y = np.where(seen, self.decayed_y[last] * scale, 0.0) if len(self.decayed_y) else np.zeros(len(day))
+        return n, y
+
+
+# what a line can be found with: a rule category, or nothing ("clean")
+FINDINGS = [*CATEGORIES, "clean"]
+
+
+def finding_pairs(categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(line, finding) pairs sorted by line: one per category the line has a finding of, and
+    (line, 'clean') for a line with none, so every line has at least one pair."""
+    rows, cols = np.nonzero(categories)
+    clean = np.flatnonzero(~categories.any(axis=1))
+    rows = np.r_[rows, clean]
+    cols = np.r_[cols, np.full(len(clean), len(CATEGORIES))]
+    order = np.argsort(rows, kind="stable")
+    return rows[order], cols[order]
+
+
+def per_line_max(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """The largest of each line's pair values (`rows` sorted, every line present)."""
+    if not n:
+        return np.zeros(0)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    return np.maximum.reduceat(values, starts)

@@ -1,0 +1,234 @@
+"""Beyond our own simulator: stress worlds, the features that learn what no rule names, and the
+model's gap to the oracle on each world.
+
+The features are pinned to plain per-row computations written here (a claim's other lines
+counted one by one, a decayed rate summed line by line), not to the vectorized code."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from denial_model.cli import app
+from denial_model.errors import ConfigError
+from denial_model.evaluate import comparison_table, generalization_table
+from denial_model.features import ClaimFeatures
+from denial_model.rules.engine import evaluate
+from denial_model.rules.pack import CATEGORIES
+from denial_model.scorer import Scorer
+from denial_model.simulate import STRESS_WORLDS, SimConfig, build_world, simulate
+from denial_model.table import ClaimFrame, validate
+from denial_model.train import TrainConfig, train_model
+from denial_model.tune import tune
+
+
+@pytest.fixture(scope="module")
+def worlds():
+    """Each stress world (and the default one) at a size a test can train on."""
+    return {w: simulate(SimConfig.stress(w, lines=40_000, seed=5)) for w in STRESS_WORLDS if w != "all"} | {
+        "default": simulate(SimConfig(lines=40_000, seed=5))
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(worlds):
+    history = worlds["coupled"]
+    return ClaimFeatures().fit(history), history
+
+
+def test_stress_worlds_are_off_by_default_and_unknown_names_are_refused():
+    cfg = SimConfig()
+    assert cfg.claim_coupling == 0 and not cfg.payer_preferences and not cfg.policy_changes
+    assert cfg.provider_volume_shape == 0
+    with pytest.raises(ConfigError, match="'nope'"):
+        SimConfig.stress("nope")
+
+
+def _claim_level_drug_denial(h: pd.DataFrame) -> pd.Series:
+    """Per claim: its drug line was planted with a missing authorization."""
+    pa = h["planted_categories"].str.contains("prior_auth_missing") & (h["line_number"] == 1)
+    return pa.groupby(h["claim_id"]).any()
+
+
+def test_claim_coupling_takes_the_claims_other_lines_with_the_drug_line(worlds):
+    rates = {}
+    for w in ("default", "coupled"):
+        h = worlds[w]
+        flagged = h["claim_id"].map(_claim_level_drug_denial(h))
+        admin = h[(h["hcpcs_code"].str.startswith("963")) & flagged]
+        rates[w] = admin["denied"].mean()
+        # p_true stays each line's marginal probability
+        se = np.sqrt(admin["p_true"].mean() * (1 - admin["p_true"].mean()) / len(admin))
+        assert abs(admin["denied"].mean() - admin["p_true"].mean()) < 4 * se + 0.01
+    assert rates["coupled"] > rates["default"] + 0.3
+
+
+def test_payer_preferences_deny_lines_for_attributes_no_rule_names(worlds):
+    h = worlds["preferences"]
+    drug = h[(h["payer_id"] == "COMMERCIAL-1") & (h["line_number"] == 1) & (h["planted_categories"] == "")]
+    lacks = ~drug["documentation"].str.contains("progress_notes")
+    assert lacks.any() and (~lacks).any()
+    assert drug.loc[lacks, "p_true"].mean() > drug.loc[~lacks, "p_true"].mean() + 0.4
+
+
+def test_policy_changes_switch_a_payers_strictness_on_their_date(worlds):
+    h = worlds["policy_changes"]
+    m = (h["payer_id"] == "MEDICARE_ADVANTAGE-2") & (h["planted_categories"] == "prior_auth_missing")
+    after = pd.to_datetime(h["service_date"]) >= "2025-03-01"
+    assert h.loc[m & after, "p_true"].min() > 0.9 > 0.4 > h.loc[m & ~after, "p_true"].max()
+
+
+def test_sparse_providers_leave_many_providers_with_a_handful_of_lines(worlds):
+    cfg = SimConfig.stress("sparse_providers")
+    share = build_world(cfg).prov_volume * cfg.n_providers  # 1 = an average provider's volume
+    assert (share < 0.1).mean() > 0.25 and share.max() > 10
+    assert worlds["sparse_providers"]["provider_npi"].nunique() > 500
+    assert build_world(SimConfig()).prov_volume is None
+
+
+# ----------------------------------------------------------------------------- features, per row
+
+
+def test_claim_context_counts_match_the_claims_other_lines_one_by_one(fitted):
+    features, history = fitted
+    sample = history.iloc[:3000].reset_index(drop=True)
+    out = features.transform(sample)
+    lines = validate(sample).lines
+    cats = evaluate(ClaimFrame(lines)).category_hits()
+    for i in range(0, len(sample), 7):
+        same = sample.index[(sample["claim_id"] == sample.at[i, "claim_id"]) & (sample.index != i)]
+        assert out.at[i, "claim_lines"] == len(same) + 1
+        for c in CATEGORIES:
+            assert out.at[i, f"claim_other_{c}"] == cats.loc[same, c].sum(), (i, c)
+        assert out.at[i, "claim_prior_auth"] == float(
+            (sample.loc[[i, *same], "prior_auth_number"] != "").any()
+        )
+
+
+def test_multi_hot_columns_match_the_raw_tokens(fitted):
+    features, history = fitted
+    sample = history.iloc[:2000].reset_index(drop=True)
+    out = features.transform(sample)
+    dx_cols = [c for c in out.columns if c.startswith("dxg_")]
+    assert dx_cols, "the fitted vocabulary has diagnosis groups"
+    for i in range(0, len(sample), 11):
+        docs = set(sample.at[i, "documentation"].split(";"))
+        assert out.at[i, "doc_progress_notes"] == float("progress_notes" in docs)
+        assert out.at[i, "doc_invoice"] == float("invoice" in docs)
+        groups = {d[:3].lower() for d in sample.at[i, "diagnosis_codes"].split(";")}
+        for c in dx_cols:
+            assert out.at[i, c] == float(c[4:] in groups), (i, c)
+
+
+def test_recent_rates_are_decayed_sums_of_earlier_outcomes_only(fitted):
+    features, history = fitted
+    hl, s, prior = features.half_life_days, features.smoothing, features.prior_
+    adj = pd.to_datetime(history["adjudication_date"])
+    sample = history.sample(40, random_state=1).reset_index(drop=True)
+    out = features.transform(sample)
+    for i in range(len(sample)):
+        sub = pd.Timestamp(sample.at[i, "submission_date"])
+        seen = (history["provider_npi"] == sample.at[i, "provider_npi"]) & (adj < sub)
+        w = np.exp2(-((sub - adj[seen]).dt.days.to_numpy()) / hl)
+        expected = (np.sum(w * history.loc[seen, "denied"].to_numpy()) + s * prior) / (w.sum() + s)
+        assert out.at[i, "hist_provider_recent"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_new_history_features_know_nothing_before_the_first_adjudication(fitted):
+    features, history = fitted
+    first_day = history.sort_values("submission_date").head(50)
+    out = features.transform(first_day)
+    for c in (
+        "hist_provider_recent",
+        "hist_payer_recent",
+        "hist_payer_code_recent",
+        "hist_payer_finding_rate",
+        "hist_payer_finding_recent",
+        "hist_provider_finding_rate",
+        "claim_payer_finding_recent",
+    ):
+        assert np.allclose(out[c], features.prior_), c
+    assert (out["hist_payer_finding_lines"] == 0).all() and (out["hist_provider_finding_lines"] == 0).all()
+
+
+# ----------------------------------------------------------------------------- the gap to the oracle
+
+
+@pytest.mark.parametrize("world", ["default", "coupled", "preferences", "policy_changes", "sparse_providers"])
+def test_the_model_stays_near_the_oracle_on_each_world(worlds, world):
+    """A small history (40k lines): the gap bounds are loose; benchmarks/generalization.py
+    measures the targets at 1M lines."""
+    result = train_model(worlds[world], TrainConfig(max_iter=150))
+    table = comparison_table(
+        Scorer(result.model, result.thresholds),
+        result.splits.earlier,
+        result.splits.test,
+        include_logistic=False,
+    )
+    gap = generalization_table(table).set_index("segment")
+    assert gap.at["all", "auroc_gap"] < 0.03, gap
+    assert gap.at["administration_lines", "auroc_gap"] < 0.05, gap
+    assert gap.at["all", "log_loss_excess"] < 0.08, gap
+
+
+# ----------------------------------------------------------------------------- model selection on time
+
+
+def test_tuning_validates_on_months_after_the_fit_and_before_calibration_and_test(worlds):
+    space = {"max_leaf_nodes": (7, 31), "min_samples_leaf": (50,)}
+    result = tune(worlds["default"], TrainConfig(max_iter=60), space=space)
+    b = result.bounds
+    assert b["fit_to"] < b["valid_from"] <= b["valid_to"] < b["untouched_from"]
+    c = result.candidates
+    assert len(c) == 2 and c["valid_log_loss"].is_monotonic_increasing
+    assert result.best.max_leaf_nodes == c.at[0, "max_leaf_nodes"]
+    assert json.loads(json.dumps(result.params()))["max_leaf_nodes"] == result.best.max_leaf_nodes
+    with pytest.raises(ConfigError, match="max_depth"):
+        tune(worlds["default"], space={"max_depth": (3,)})
+
+
+def test_cli_tune_writes_settings_that_train_uses(tmp_path, worlds, monkeypatch):
+    from denial_model.tune import SEARCH_SPACE
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(SEARCH_SPACE, "max_leaf_nodes", (7,))
+    monkeypatch.setitem(SEARCH_SPACE, "min_samples_leaf", (40,))
+    monkeypatch.setitem(SEARCH_SPACE, "l2_regularization", (0.5,))
+    worlds["default"].to_parquet("h.parquet")
+    runner = CliRunner()
+    out = runner.invoke(app, ["tune", "--data", "h.parquet", "--output", "tuned.json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads((tmp_path / "tuned.json").read_text())["params"]["max_leaf_nodes"] == 7
+    out = runner.invoke(
+        app, ["train", "--data", "h.parquet", "-o", "m.joblib", "--params", "tuned.json", "--no-tracking"]
+    )
+    assert out.exit_code == 0, out.output
+    manifest = json.loads((tmp_path / "m.joblib.manifest.json").read_text())
+    assert manifest["train_config"]["max_leaf_nodes"] == 7
+    assert manifest["train_config"]["l2_regularization"] == 0.5
+
+
+def test_cli_simulates_a_stress_world_by_name(tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--world",
+            "coupled",
+            "--lines",
+            "3000",
+            "--seed",
+            "5",
+            "-o",
+            str(tmp_path / "h.parquet"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    expected = simulate(SimConfig.stress("coupled", lines=3000, seed=5))
+    got = pd.read_parquet(tmp_path / "h.parquet")
+    np.testing.assert_array_equal(got["p_true"].to_numpy(), expected["p_true"].to_numpy())
+    bad = runner.invoke(app, ["simulate", "--world", "nope", "-o", str(tmp_path / "x.parquet")])
+    assert bad.exit_code != 0 and "'nope'" in bad.output
