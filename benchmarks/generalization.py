@@ -19,7 +19,8 @@ import time
 
 import pandas as pd
 
-from denial_model.evaluate import comparison_table, generalization_table
+from denial_model.evaluate import comparison_table, generalization_table, segments
+from denial_model.metrics import score_metrics
 from denial_model.scorer import Scorer
 from denial_model.simulate import STRESS_WORLDS, SimConfig, simulate
 from denial_model.train import train_model
@@ -40,20 +41,36 @@ def first_change(cfg: SimConfig) -> str | None:
     return min(starts) if starts else None
 
 
-def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, float]:
+def by_provider_volume(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """The gap on administration lines by how many lines their provider had before the test:
+    how much of it is entities seen a handful of times (whose hidden quality only `p_true` knows)."""
+    seen = test["provider_npi"].map(earlier["provider_npi"].value_counts()).fillna(0).to_numpy()
+    kinds = next(s for s in segments(scorer, test) if s[0] == "administration_lines")[1]
+    p = scorer.predict_proba(test)
+    y = test["denied"].to_numpy(dtype=bool)
+    rows = []
+    for name, m in (("< 50 earlier lines", seen < 50), (">= 50", seen >= 50), (">= 500", seen >= 500)):
+        m = m & kinds
+        if 0 < y[m].sum() < m.sum():
+            model, oracle = score_metrics(y[m], p[m]), score_metrics(y[m], test["p_true"].to_numpy()[m])
+            rows.append(
+                {"provider": name, "admin_lines": int(m.sum()), "auroc_gap": oracle["auroc"] - model["auroc"]}
+            )
+    return pd.DataFrame(rows)
+
+
+def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     cfg = world_config(world, lines, seed)
     history = simulate(cfg)
     t0 = time.perf_counter()
     result = train_model(history)
     seconds = time.perf_counter() - t0
+    scorer = Scorer(result.model, result.thresholds)
     table = comparison_table(
-        Scorer(result.model, result.thresholds),
-        result.splits.earlier,
-        result.splits.test,
-        include_logistic=False,
-        since=first_change(cfg),
+        scorer, result.splits.earlier, result.splits.test, include_logistic=False, since=first_change(cfg)
     )
-    return generalization_table(table), seconds
+    volume = by_provider_volume(scorer, result.splits.earlier, result.splits.test)
+    return generalization_table(table), volume, seconds
 
 
 def main() -> None:
@@ -64,10 +81,11 @@ def main() -> None:
     args = ap.parse_args()
     verdicts = []
     for world in args.worlds.split(","):
-        gap, seconds = measure(world, args.lines, args.seed)
+        gap, volume, seconds = measure(world, args.lines, args.seed)
         show = gap[gap["segment"].isin(["all", *CHECKED]) | gap["segment"].str.startswith("since_")]
         print(f"\n== {world}: {args.lines:,} lines, training {seconds:.0f} s")
         print(show.round(4).to_string(index=False))
+        print(volume.round(4).to_string(index=False))
         checked = gap[gap["segment"].isin(CHECKED)]
         worst_gap, worst_excess = float(checked["auroc_gap"].max()), float(checked["log_loss_excess"].max())
         ok = worst_gap <= AUROC_GAP and worst_excess <= LOG_LOSS_EXCESS

@@ -120,7 +120,9 @@ class BinnedPredictor:
                 out[:, pos] = np.where(values, hi, lo)
             done = set(names)
         for k, c in enumerate(self.columns):
-            if c not in done:
+            if k not in self.trees_using:  # no tree splits on it: its bin cannot matter
+                out[:, k] = 0
+            elif c not in done:
                 x = self._codes(k, X[c]) if k < len(self.cat_cols) else X[c].to_numpy(dtype=np.float64)
                 out[:, k] = self._bins(k, x)
         return out

@@ -3,9 +3,9 @@
 Time is respected: the classifier learns on the earlier months, the isotonic calibration on
 the next `calib_months`, and the last `test_months` are kept for evaluation
 (`metrics.time_split`). The features' history holds the outcomes of both slices before the
-test, each line reading only those adjudicated before its own submission. Risk-tier cut points are chosen on the calibration slice and stored
-with the model. This module is model code only; the training *job* (evaluate, save, track)
-is `jobs.run_training`.
+test, each line reading only those adjudicated before its own submission. Risk-tier cut
+points are chosen on the calibration slice and stored with the model. This module is model
+code only; the training *job* (evaluate, save, track) is `jobs.run_training`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sklearn.pipeline import Pipeline
 
 from denial_model.errors import ClaimTableError
 from denial_model.features import ClaimFeatures
+from denial_model.features.claim import GROUPS
 from denial_model.metrics import Splits, time_split
 from denial_model.scorer import CLASSIFIER, FEATURES
 from denial_model.table import denied_labels
@@ -45,6 +46,7 @@ class TrainConfig:
     random_state: int = 0
     rework_cost: float = 15.0  # cost of reviewing and fixing one flagged line before it goes out
     recovery_rate: float = 0.7  # share of a denied line's charge that fixing it first saves
+    feature_groups: tuple[str, ...] = GROUPS  # ClaimFeatures' groups (fewer: an ablation)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -82,7 +84,7 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
     # the history the features read is every outcome before the test months: each line still
     # sees only outcomes adjudicated before its own submission, so the calibration lines (and,
     # scored later, new lines) read the freshest outcomes there are, with no leak
-    features = ClaimFeatures().fit(splits.earlier)
+    features = ClaimFeatures(groups=tuple(cfg.feature_groups)).fit(splits.earlier)
     booster = build_classifier(cfg).fit(features.transform(splits.train), denied_labels(splits.train))
     calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method="isotonic")
     x_calib = features.transform(splits.calib)

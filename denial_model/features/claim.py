@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from denial_model.errors import ClaimTableError
+from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.features.context import (
     CONTEXT_NUMERIC,
     LINE_KINDS,
@@ -147,6 +147,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     the table being transformed are never read. Categorical columns keep their `max_levels`
     most frequent values (others become missing) so HistGradientBoosting can split on them
     natively; the multi-hot vocabularies keep at most `max_multi_hot` items per family.
+    `groups`: which of the 0.5 feature groups (GROUPS) to build; fewer for an ablation.
 
     Artifacts fitted before 0.5 have no `groups_` and produce exactly their old features.
     """
@@ -158,14 +159,19 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         smoothing: float = 20.0,
         half_life_days: float = 120.0,
         max_multi_hot: int = 30,
+        groups: tuple[str, ...] = GROUPS,
     ):
         self.pack_dir = pack_dir
         self.max_levels = max_levels
         self.smoothing = smoothing
         self.half_life_days = half_life_days
         self.max_multi_hot = max_multi_hot
+        self.groups = groups
 
     def fit(self, X, y=None):
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise ConfigError(f"unknown feature group(s) {unknown}; known: {list(GROUPS)}")
         frame = as_claim_frame(X)
         df = frame.df
         self.rules_ = RuleFeaturizer(self.pack_dir).fit(frame)
@@ -183,23 +189,25 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         self.prior_ = float(y.mean())
         hl = self.half_life_days
         self.history_ = {name: _History(_key(df, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()}
-        rows, found = finding_pairs(result.category_matrix())
+        rows, found = finding_pairs(result.categories)
         self.history_["finding"] = _History((found, FINDINGS), adj[rows], y[rows], hl)
         for entity, col in FINDING_ENTITIES.items():
             pair = _entity_finding(df[col], rows, found)
             self.history_[f"{entity}_finding"] = _History(pair, adj[rows], y[rows], hl)
         self.vocabulary_ = vocabulary(frame, self.max_multi_hot, min_lines=MIN_MULTI_HOT_LINES)
-        self.groups_ = GROUPS
+        self.groups_ = tuple(g for g in GROUPS if g in self.groups)
+        group_columns = {
+            "context": [*CONTEXT_NUMERIC, "line_kind"],
+            "multi_hot": multi_hot_names(self.vocabulary_),
+            "recent": list(RECENT),
+        }
         self.feature_names_out_ = np.array(
             [
                 *self.rules_.get_feature_names_out(),
                 *NUMERIC,
                 *CATEGORICAL,
                 *[f"hist_{k}_{s}" for k in HISTORY_KEYS for s in ("rate", "lines")],
-                *CONTEXT_NUMERIC,
-                "line_kind",
-                *multi_hot_names(self.vocabulary_),
-                *RECENT,
+                *(c for g in self.groups_ for c in group_columns[g]),
             ],
             dtype=object,
         )
@@ -259,11 +267,12 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         recent = {}
         for name, cols in HISTORY_KEYS.items():
             key = _key(df, cols)
-            n, y = self.history_[name].before(key, sub)
+            if "recent" in groups:
+                (n, y), recent[name] = self.history_[name].before_and_recent(key, sub)
+            else:
+                n, y = self.history_[name].before(key, sub)
             out[f"hist_{name}_rate"] = smoothed(n, y, self.prior_, self.smoothing)
             out[f"hist_{name}_lines"] = n.astype(float)
-            if "recent" in groups:
-                recent[name] = self.history_[name].recent(key, sub)
         if "context" in groups:
             out.update(claim_context(frame, result))
             out["line_kind"] = pd.Categorical.from_codes(
@@ -309,16 +318,14 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             "hist_payer_code_recent": smoothed(*recent["payer_code"], payer, s),
             "hist_payer_recent": payer,
         }
-        rows, found = finding_pairs(result.category_matrix())
+        rows, found = finding_pairs(result.categories)
         day = sub[rows]
-        finding = self.history_["finding"]
-        kind_rate = smoothed(*finding.before((found, FINDINGS), day), prior, s)
-        kind_recent = smoothed(*finding.recent((found, FINDINGS), day), prior, s)
+        kind, kind_recent = self.history_["finding"].before_and_recent((found, FINDINGS), day)
+        kind_rate, kind_recent = smoothed(*kind, prior, s), smoothed(*kind_recent, prior, s)
         for entity, col in FINDING_ENTITIES.items():
             pair = _entity_finding(frame.df[col], rows, found)
-            history = self.history_[f"{entity}_finding"]
-            n, y = history.before(pair, day)
-            rate_recent = smoothed(*history.recent(pair, day), kind_recent, s)
+            (n, y), pair_recent = self.history_[f"{entity}_finding"].before_and_recent(pair, day)
+            rate_recent = smoothed(*pair_recent, kind_recent, s)
             out[f"hist_{entity}_finding_rate"] = per_line_max(rows, smoothed(n, y, kind_rate, s), frame.n)
             out[f"hist_{entity}_finding_recent"] = per_line_max(rows, rate_recent, frame.n)
             out[f"hist_{entity}_finding_lines"] = per_line_max(rows, n.astype(float), frame.n)

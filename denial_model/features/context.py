@@ -92,7 +92,7 @@ def claim_context(frame: ClaimFrame, result: RuleResult) -> dict[str, np.ndarray
         "claim_prior_auth": (total(has_pa) > 0).astype(float),
         "claim_billed_amount": total(df["billed_amount"].to_numpy(dtype=float)),
     }
-    cats = result.category_matrix()
+    cats = result.categories
     for k, c in enumerate(CATEGORIES):
         own = cats[:, k].astype(float)
         out[f"claim_other_{c}"] = total(own) - own if own.any() else np.zeros(frame.n)

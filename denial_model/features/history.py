@@ -116,14 +116,25 @@ class _History:
 
     def before(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lines, denials) of each key adjudicated strictly before `day`."""
-        known, start, pos = self._positions(key, day)
+        return self._before(*self._positions(key, day))
+
+    def _before(self, known: np.ndarray, start: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = np.where(known, self.cum_n[pos] - self.cum_n[start], 0)
         y = np.where(known, self.cum_y[pos] - self.cum_y[start], 0.0)
         return n, y
 
     def recent(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lines, denials) adjudicated before `day`, each weighted by its age's decay."""
-        known, start, pos = self._positions(key, day)
+        return self._recent(day, *self._positions(key, day))
+
+    def before_and_recent(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[tuple, tuple]:
+        """`before` and `recent` of the same lines, the keys looked up once."""
+        where = self._positions(key, day)
+        return self._before(*where), self._recent(day, *where)
+
+    def _recent(
+        self, day: np.ndarray, known: np.ndarray, start: np.ndarray, pos: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         seen = known & (pos > start)
         last = np.where(seen, pos - 1, 0)
         scale = np.exp2(-(day.astype(float) - self.day0) / self.half_life)

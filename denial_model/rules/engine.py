@@ -138,7 +138,8 @@ class RuleResult:
 
         return self._per_line(carc)
 
-    def category_matrix(self) -> np.ndarray:
+    @cached_property
+    def categories(self) -> np.ndarray:
         """(n, len(CATEGORIES)) bool: any rule of the category fired on the line."""
         out = np.zeros((len(self.hits), len(CATEGORIES)), dtype=bool)
         for k, cat in enumerate(CATEGORIES):
@@ -148,8 +149,8 @@ class RuleResult:
         return out
 
     def category_hits(self) -> pd.DataFrame:
-        """`category_matrix` as a frame, one column per category."""
-        return pd.DataFrame(self.category_matrix(), columns=list(CATEGORIES))
+        """`categories` as a frame, one column per category."""
+        return pd.DataFrame(self.categories, columns=list(CATEGORIES))
 
     def deny_hit(self) -> np.ndarray:
         cols = [i for i, r in enumerate(self.rules) if r.severity == "deny"]
