@@ -129,14 +129,14 @@ def reasons_and_fixes(
             text = np.where(
                 has,
                 "learned from history (no rule fired on this line): it goes down with its claim, "
-                "whose other line has a " + sibling + " finding",
+                "whose other lines have findings of " + sibling,
                 text,
             ).astype(object)
             fix = np.where(
                 has,
-                "correct the claim's other line ("
+                "correct the claim's other lines first ("
                 + sibling
-                + ") first: payers deny the claim's lines together",
+                + "): payers deny a claim's lines together",
                 fix,
             ).astype(object)
         order = np.argsort(np.r_[rows, learned], kind="stable")
@@ -147,12 +147,15 @@ def reasons_and_fixes(
 
 
 def _sibling_finding(features: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
-    """For `rows`: the category most of the claim's other lines have a finding of ('' for
-    none); None for a model without claim context."""
+    """For `rows`: the categories the claim's other lines have findings of, most lines first,
+    ', '-joined ('' for none); None for a model without claim context."""
     cols = [f"claim_other_{c}" for c in CATEGORIES]
     if cols[0] not in features.columns:
         return None
     counts = features[cols].to_numpy(dtype=float)[rows]
-    names = np.array([*CATEGORIES, ""], dtype=object)
-    top = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), len(CATEGORIES))
-    return np.char.replace(names[top].astype(str), "_", " ").astype(object)
+    patterns, inverse = np.unique(counts, axis=0, return_inverse=True)
+    names = [c.replace("_", " ") for c in CATEGORIES]
+    text = [
+        ", ".join(names[j] for j in np.argsort(-row, kind="stable") if row[j] > 0) for row in patterns
+    ]  # one string per distinct pattern of the claim's other lines, not per line
+    return np.array(text, dtype=object)[inverse.ravel()] if len(rows) else np.zeros(0, dtype=object)

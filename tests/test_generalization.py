@@ -13,12 +13,15 @@ from typer.testing import CliRunner
 
 from denial_model.cli import app
 from denial_model.errors import ConfigError
+from denial_model.estimator import DenialModel
 from denial_model.evaluate import comparison_table, generalization_table
 from denial_model.features import ClaimFeatures
 from denial_model.rules.engine import evaluate
 from denial_model.rules.pack import CATEGORIES
+from denial_model.score import score_frame
 from denial_model.scorer import Scorer
 from denial_model.simulate import STRESS_WORLDS, SimConfig, build_world, simulate
+from denial_model.simulate.outcomes import COUPLED
 from denial_model.table import ClaimFrame, validate
 from denial_model.train import TrainConfig, train_model
 from denial_model.tune import tune
@@ -156,8 +159,8 @@ def test_new_history_features_know_nothing_before_the_first_adjudication(fitted)
 # ----------------------------------------------------------------------------- the gap to the oracle
 
 
-def _gap(history: pd.DataFrame, cfg: TrainConfig) -> pd.DataFrame:
-    result = train_model(history, cfg)
+def _gap(history: pd.DataFrame, cfg: TrainConfig, result=None) -> pd.DataFrame:
+    result = result or train_model(history, cfg)
     table = comparison_table(
         Scorer(result.model, result.thresholds),
         result.splits.earlier,
@@ -180,13 +183,33 @@ def test_the_model_stays_near_the_oracle_on_each_world(worlds, world):
     assert gap.at["all", "log_loss_excess"] < 0.25, gap
 
 
-def test_claim_context_is_what_reads_a_claim_level_denial_on_the_administration_line(worlds):
+@pytest.fixture(scope="module")
+def coupled_model(worlds):
+    return train_model(worlds["coupled"], TrainConfig(max_iter=150))
+
+
+def test_claim_context_is_what_reads_a_claim_level_denial_on_the_administration_line(worlds, coupled_model):
     """Ablation on the coupled world: without the claim-context group the administration
     lines lose most of what the drug line's findings say about them."""
-    full = _gap(worlds["coupled"], TrainConfig(max_iter=150))
+    full = _gap(worlds["coupled"], TrainConfig(max_iter=150), coupled_model)
     without = _gap(worlds["coupled"], TrainConfig(max_iter=150, feature_groups=("multi_hot", "recent")))
     admin = "administration_lines"
     assert without.at[admin, "auroc_gap"] > full.at[admin, "auroc_gap"] + 0.02, (full, without)
+
+
+def test_a_line_that_goes_down_with_its_claim_says_so_and_names_the_other_lines_findings(coupled_model):
+    test = coupled_model.splits.test
+    model = DenialModel.from_fitted(coupled_model.model, coupled_model.thresholds)
+    scored, _ = score_frame(test, model)
+    admin = scored[
+        test["hcpcs_code"].str.startswith("963").to_numpy() & (scored["rule_hits"] == "").to_numpy()
+    ]
+    told = admin[admin["reasons"].str.contains("goes down with its claim", regex=False)]
+    assert len(told) > 0
+    # in this world a sibling goes down only for its drug line's claim-level findings
+    claim_level = "|".join(c.replace("_", " ") for c in COUPLED)
+    assert told["reasons"].str.contains(claim_level).mean() > 0.8
+    assert told["fixes"].str.startswith("correct the claim's other lines first").all()
 
 
 def test_unknown_feature_groups_are_refused_naming_them(worlds):
