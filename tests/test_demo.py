@@ -95,8 +95,17 @@ def test_no_claim_of_the_history_or_batch_reaches_the_console_or_the_mlflow_stor
 # README lines that are documented but not run here: the two set-up commands (CI runs them),
 # the MLflow UI (a server), the benchmarks (minutes each; they print their own figures),
 # `mlflow models serve` (test_serve.py runs it), the key exports (the test sets the same
-# variables) and curl (the Python block before it makes the same request).
-_NOT_RUN = ("make ", "mlflow ui", "python benchmarks/", "mlflow models serve", "export ", "curl ")
+# variables), curl (the Python block before it makes the same request) and `tune` (twelve
+# boosters; tests/test_generalization.py runs the command on a smaller search).
+_NOT_RUN = (
+    "make ",
+    "mlflow ui",
+    "python benchmarks/",
+    "mlflow models serve",
+    "export ",
+    "curl ",
+    "denial-model tune ",
+)
 
 
 def _readme_steps() -> list[tuple[str, str]]:

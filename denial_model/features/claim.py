@@ -29,8 +29,8 @@ from denial_model.features.history import (
     FINDINGS,
     HISTORY_KEYS,
     _History,
-    _key,
     composite_key,
+    entity_key,
     factorized,
     finding_pairs,
     per_line_max,
@@ -188,7 +188,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         adj = pd.to_datetime(df["adjudication_date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
         self.prior_ = float(y.mean())
         hl = self.half_life_days
-        self.history_ = {name: _History(_key(df, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()}
+        self.history_ = {
+            name: _History(entity_key(df, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()
+        }
         rows, found = finding_pairs(result.categories)
         self.history_["finding"] = _History((found, FINDINGS), adj[rows], y[rows], hl)
         for entity, col in FINDING_ENTITIES.items():
@@ -266,7 +268,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         groups = getattr(self, "groups_", ())
         recent = {}
         for name, cols in HISTORY_KEYS.items():
-            key = _key(df, cols)
+            key = entity_key(df, cols)
             if "recent" in groups:
                 (n, y), recent[name] = self.history_[name].before_and_recent(key, sub)
             else:

@@ -11,7 +11,8 @@
 - **Multi-hot attributes.** Every documentation token, and the modifiers and diagnosis
   groups (first three characters of each ICD-10-CM code) frequent in the fitting history,
   as 0/1 columns of their own, so the model can learn a payer's preference that no rule
-  names. Documentation that is not known (an ingested 837) is missing, not absent.
+  names. Documentation that is not known (an ingested 837) is -1, a value of its own, not
+  absent (0); not missing either, so a history with none known still trains.
 
 All of it reads the table being scored (never labels) and works per distinct value.
 """
@@ -144,12 +145,12 @@ def multi_hot_names(vocab: dict[str, list[str]]) -> list[str]:
 
 
 def multi_hot(frame: ClaimFrame, vocab: dict[str, list[str]]) -> dict[str, np.ndarray]:
-    """0/1 per documentation token and per vocabulary item (documentation unknown: NaN)."""
+    """0/1 per documentation token and per vocabulary item (documentation unknown: -1)."""
     mask = frame.documentation_mask
     unknown = frame.documentation_unknown
     out: dict[str, np.ndarray] = {}
     for i, t in enumerate(DOCUMENTATION_TOKENS):
-        out[f"doc_{t}"] = np.where(unknown, np.nan, ((mask >> i) & 1).astype(float))
+        out[f"doc_{t}"] = np.where(unknown, -1.0, ((mask >> i) & 1).astype(float))
     for family, (col, items_of, prefix) in _FAMILIES.items():
         items = vocab[family]
         codes, uniques = _factorize(frame.df[col])

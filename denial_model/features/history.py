@@ -24,6 +24,7 @@ __all__ = [
     "FINDINGS",
     "HISTORY_KEYS",
     "composite_key",
+    "entity_key",
     "factorized",
     "finding_pairs",
     "per_line_max",
@@ -56,7 +57,7 @@ def composite_key(parts: list[tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray
     return codes, keys
 
 
-def _key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def entity_key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Composite key of `cols` as (codes, 'a|b' text per distinct key)."""
     return composite_key([factorized(df[c]) for c in cols])
 
