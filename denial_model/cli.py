@@ -11,6 +11,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated
@@ -55,6 +56,13 @@ ModelShaOpt = Annotated[
 TrackingOpt = Annotated[str | None, typer.Option(help="MLflow tracking URI (default sqlite:///mlflow.db).")]
 
 
+class Engine(StrEnum):
+    """Where `score` runs: here, streaming the file, or on Spark."""
+
+    local = "local"
+    spark = "spark"
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM ends the job like Ctrl-C does: outputs in progress are removed, not left half-written."""
     raise SystemExit(128 + signum)
@@ -77,7 +85,7 @@ def friendly(fn: Callable) -> Callable:
         except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except (DenialModelError, OSError) as exc:  # OSError: missing file, read-only folder, disk full
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except Exception:
             err_console.print("[bold red]internal error[/] (a bug in denial-model; please report it):")
@@ -439,15 +447,51 @@ def score(
     chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
     date_format: DateFormatOpt = None,
     model_sha256: ModelShaOpt = None,
+    engine: Annotated[
+        Engine, typer.Option(help="local: stream the file here; spark: Parquet in, part files out, on Spark.")
+    ] = Engine.local,
+    master: Annotated[
+        str | None,
+        typer.Option(help="Spark master of a new session (default: spark-submit's, else local[*])."),
+    ] = None,
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Spark partitions the patients are spread over.")
+    ] = None,
 ) -> None:
     """Score a batch: probability, risk tier, rule hits, reasons and fixes per line.
 
-    INPUT is a claim-line table (CSV, CSV.gz or Parquet; columns: docs/claim-lines.md)."""
+    INPUT is a claim-line table (CSV, CSV.gz or Parquet; columns: docs/claim-lines.md); with
+    --engine spark, a Parquet file or a folder of part files, and OUTPUT a folder of part files."""
     from rich.progress import SpinnerColumn, TextColumn
 
     from denial_model.files import read_table
     from denial_model.jobs import load_model, run_scoring
 
+    if engine is Engine.spark:
+        if upload_output:
+            raise ConfigError("--upload-output uploads one scored file: use it with --engine local")
+        from denial_model.spark.job import run_spark_scoring
+
+        loaded = load_model(model, tracking_uri, model_sha256)
+        with console.status("scoring on Spark"):
+            run = run_spark_scoring(
+                input,
+                output,
+                loaded,
+                model_ref=model,
+                rejects_path=rejects,
+                history_path=history,
+                master=master,
+                partitions=partitions,
+                track=not no_tracking,
+                require_tracking=require_tracking,
+                tracking_uri=tracking_uri,
+                date_format=date_format,
+            )
+        _report_scoring(run, f"Scored {input} -> {output} on Spark (rejects: {run.rejects})")
+        return
+    if master is not None or partitions is not None:
+        raise ConfigError("--master and --partitions are Spark settings: add --engine spark")
     loaded = load_model(model, tracking_uri, model_sha256)
     hist = read_table(history) if history else None
     with progress(SpinnerColumn(), TextColumn("{task.description}")) as bar:
@@ -467,7 +511,12 @@ def score(
             on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),
             date_format=date_format,
         )
-    print_score_summary(run.summary, f"Scored {input} -> {output} (rejects: {run.rejects})")
+    _report_scoring(run, f"Scored {input} -> {output} (rejects: {run.rejects})")
+
+
+def _report_scoring(run, title: str) -> None:
+    """The job's summary, then its MLflow run (or why it was not recorded: exit 3)."""
+    print_score_summary(run.summary, title)
     if run.tracking_error:
         why = escape(run.tracking_error)
         err_console.print(f"[yellow]warning:[/] scores written, but the run was NOT tracked in MLflow: {why}")

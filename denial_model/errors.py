@@ -18,6 +18,7 @@ __all__ = [
     "ConfigError",
     "DenialModelError",
     "PackError",
+    "SparkError",
     "TrackingError",
     "X12Error",
 ]
@@ -42,6 +43,11 @@ class ArtifactError(DenialModelError):
 
 class ConfigError(DenialModelError, ValueError):
     """An option or setting out of its range (chunk size, simulator setting, output format)."""
+
+
+class SparkError(DenialModelError):
+    """Spark cannot run the job as set up: pyspark or a Java 17+ missing, an input it
+    cannot read, an option it does not take."""
 
 
 class TrackingError(DenialModelError):

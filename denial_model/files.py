@@ -98,7 +98,26 @@ def _existing(path: str | Path) -> tuple[Path, str]:
     fmt = table_format(path)
     if not path.exists():
         raise ClaimTableError(f"{path}: no such file")
+    if path.is_dir() and fmt != "parquet":
+        raise ClaimTableError(f"{path}: a folder (only a Parquet folder of part files is read as a table)")
     return path, fmt
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    """A Parquet file, or the part files of a Parquet folder (Spark's output) in name order."""
+    if not path.is_dir():
+        return [path]
+    parts = sorted(p for p in path.iterdir() if p.suffix == ".parquet" and not p.name.startswith((".", "_")))
+    if not parts:
+        raise ClaimTableError(f"{path}: a folder with no .parquet part files")
+    return parts
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ClaimTableError(f"{path}: cannot read as parquet: {exc}") from None
 
 
 def _csv_header(path: Path, fmt: str) -> list[str]:
@@ -135,20 +154,30 @@ def read_batches(path: str | Path, chunk_lines: int) -> Iterator[pa.Table]:
     """The file as Arrow tables of `chunk_lines` rows (the last may be shorter), with the
     canonical header (known columns in their spec spelling).
 
-    Parquet is read by record batches; CSV by Arrow's streaming reader with every column as
-    text, rebatched to `chunk_lines`. The format and the header are checked before the first
+    Parquet (a file, or a folder of part files in name order) is read by record batches;
+    CSV by Arrow's streaming reader with every column as text, rebatched to `chunk_lines`.
+    The format and the header are checked before the first
     batch, so an unusable file is refused up front with one message naming it; a file that
     turns out unreadable further on is refused naming it too, and no output appears."""
     path, fmt = _existing(path)
     if fmt == "parquet":
-        try:
-            pf = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise ClaimTableError(f"{path}: cannot read as parquet: {exc}") from None
-        names = _header(path, pf.schema_arrow.names)
-        batches = (_no_problems(pa.Table.from_batches([b])) for b in pf.iter_batches(batch_size=chunk_lines))
+        parts = parquet_parts(path)
+        files = [_parquet_file(f) for f in parts]
+        names = _header(path, files[0].schema_arrow.names)
+        for f, pf in zip(parts[1:], files[1:], strict=True):
+            if pf.schema_arrow.names != files[0].schema_arrow.names:
+                raise ClaimTableError(f"{f}: its columns differ from those of {parts[0].name}")
+        batches = (
+            _no_problems(pa.Table.from_batches([b]))
+            for pf in files
+            for b in pf.iter_batches(batch_size=chunk_lines)
+        )
         return _renamed(
-            path, fmt, batches, [*names, READ_PROBLEM], _no_problems(pf.schema_arrow.empty_table()).schema
+            path,
+            fmt,
+            batches,
+            [*names, READ_PROBLEM],
+            _no_problems(files[0].schema_arrow.empty_table()).schema,
         )
     header = _csv_header(path, fmt)
     names = _header(path, header)
@@ -367,12 +396,17 @@ def default_rejects_path(output: str | Path) -> Path:
     return output.with_name(stem + ".rejects.csv")
 
 
+# Timestamps are written in microseconds: Spark (and most lakehouse engines) cannot read
+# Parquet's nanosecond timestamps, and a claim's dates carry no finer time than that.
+PARQUET_TIMESTAMPS = {"coerce_timestamps": "us", "allow_truncated_timestamps": True}
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
     """Write CSV, CSV.gz or Parquet by the file name, atomically."""
     fmt = table_format(path)
     with atomic_output(path) as tmp:
         if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
+            df.to_parquet(tmp, index=False, **PARQUET_TIMESTAMPS)
         else:
             df.to_csv(
                 tmp, index=False, date_format="%Y-%m-%d", compression="gzip" if fmt == "csv.gz" else None
@@ -433,7 +467,7 @@ class TableWriter:
         if self._writer is None:
             self.schema = self.schema if self.schema is not None and parquet else table.schema
             if parquet:
-                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+                self._writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_TIMESTAMPS)
             else:
                 gz = "gzip" if self.format == "csv.gz" else None
                 self._sink = pa.output_stream(str(self.tmp), compression=gz)

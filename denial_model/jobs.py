@@ -33,9 +33,11 @@ __all__ = [
     "ScoringRun",
     "TrainingRun",
     "load_model",
+    "require_tracking_store",
     "run_evaluation",
     "run_scoring",
     "run_training",
+    "track_scoring",
 ]
 
 Progress = Callable[[str], None] | None
@@ -178,6 +180,48 @@ class ScoringRun:
     tracking_error: str | None = None  # the scores were written but the run could not be tracked
 
 
+def require_tracking_store(require_tracking: bool, track: bool, tracking_uri: str | None) -> None:
+    """With `require_tracking`, the store is tried before anything is read (`TrackingError`)."""
+    if require_tracking:
+        if not track:
+            raise ConfigError("--require-tracking and --no-tracking contradict each other")
+        from denial_model.tracking import check_tracking
+
+        check_tracking(tracking_uri)
+
+
+def track_scoring(
+    summary: ScoreSummary,
+    loaded: LoadedModel,
+    params: dict,
+    *,
+    tracking_uri: str | None,
+    output_path: str | Path,
+    upload_output: bool = False,
+) -> tuple[dict | None, str | None]:
+    """(the MLflow run, None) or (None, why not): a store that is down loses the run, not the
+    scores, which are written by then."""
+    from denial_model.tracking import log_scoring
+
+    params = {
+        **params,
+        "model_sha256": loaded.manifest.get("sha256", ""),
+        "predictor": loaded.scorer.predictor_check,
+    }
+    try:
+        tracked = log_scoring(
+            summary,
+            params=params,
+            reference=loaded.drift_reference,
+            tracking_uri=tracking_uri,
+            output_path=output_path,
+            upload_output=upload_output,
+        )
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return tracked, None
+
+
 def run_scoring(
     input_path: str | Path,
     output_path: str | Path,
@@ -199,12 +243,7 @@ def run_scoring(
     A store that fails at the end leaves the scores written and says so (`tracking_error`);
     with `require_tracking` the store is tried first and an unreachable one refuses the job
     (`TrackingError`) before anything is read or written."""
-    if require_tracking:
-        if not track:
-            raise ConfigError("--require-tracking and --no-tracking contradict each other")
-        from denial_model.tracking import check_tracking
-
-        check_tracking(tracking_uri)
+    require_tracking_store(require_tracking, track, tracking_uri)
     rejects = Path(rejects_path) if rejects_path else default_rejects_path(output_path)
     summary = score_file(
         input_path,
@@ -221,23 +260,17 @@ def run_scoring(
         params = {
             "input": str(input_path),
             "model": model_ref or loaded.manifest.get("artifact", ""),
-            "model_sha256": loaded.manifest.get("sha256", ""),
-            "predictor": loaded.scorer.predictor_check,
+            "engine": "local",
             "chunk_lines": chunk_lines,
         }
-        from denial_model.tracking import log_scoring
-
-        try:
-            tracked = log_scoring(
-                summary,
-                params=params,
-                reference=loaded.drift_reference,
-                tracking_uri=tracking_uri,
-                output_path=output_path,
-                upload_output=upload_output,
-            )
-        except Exception as exc:  # the scores are written: a store that is down loses the run, not them
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        tracked, error = track_scoring(
+            summary,
+            loaded,
+            params,
+            tracking_uri=tracking_uri,
+            output_path=output_path,
+            upload_output=upload_output,
+        )
     return ScoringRun(
         summary=summary, output=Path(output_path), rejects=rejects, tracking=tracked, tracking_error=error
     )

@@ -33,24 +33,47 @@ from denial_model.rules.pack import CATEGORIES
 from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer, ScoringModel
 from denial_model.table import (
     READ_PROBLEM,
-    REJECT_COLUMNS,
+    REJECTS_SCHEMA,
     check_date_format,
     compact_lines,
     concat_lines,
     frame_from_arrow,
+    rejects_table,
     separate_groups,
     validate,
 )
 from denial_model.thresholds import TIERS
 
-__all__ = ["SCORE_COLUMNS", "Carried", "ScoreSummary", "carry_context", "score_file", "score_frame"]
+__all__ = [
+    "QUANTILES",
+    "REJECTS_SCHEMA",
+    "SCORE_COLUMNS",
+    "Block",
+    "Carried",
+    "ScoreSummary",
+    "carry_context",
+    "score_block",
+    "score_file",
+    "score_frame",
+]
 
 SCORE_BINS = np.linspace(0, 1, 51)
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+def quantile_name(q: float) -> str:
+    """The metric suffix of a score quantile: 0.05 -> q05."""
+    return f"q{round(q * 100):02d}"
 
 
 @dataclass
 class ScoreSummary:
-    """Running totals of a scoring job (what each batch run records)."""
+    """Running totals of a scoring job (what each batch run records).
+
+    Every field but `scores` adds up block by block, so partial summaries made where the
+    blocks were scored (Spark executors: `partial`) merge into the job's (`merge`); the
+    exact quantiles need the scores themselves, so a merged summary takes them from
+    whoever has them (`quantile_values`)."""
 
     rows_in: int = 0
     scored: int = 0
@@ -60,30 +83,48 @@ class ScoreSummary:
     dollars_at_risk: float = 0.0
     billed: float = 0.0
     features: dict = field(default_factory=dict)  # drift: feature -> counts per reference bin
+    score_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BINS) - 1, np.int64))
     scores: list = field(default_factory=list, repr=False)  # every probability, float32, per chunk
+    quantile_values: dict | None = None  # quantiles computed elsewhere (when `scores` is not kept)
 
     def histogram(self) -> tuple[np.ndarray, np.ndarray]:
         """(lines per score bin, bin edges): the batch's score distribution, for its plot."""
-        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
-        return np.histogram(scores, bins=SCORE_BINS)
+        return self.score_counts, SCORE_BINS
 
-    def quantiles(self, qs=(0.05, 0.25, 0.5, 0.75, 0.95, 0.99)) -> dict[str, float]:
+    def quantiles(self, qs=QUANTILES) -> dict[str, float]:
         """Exact score quantiles (the probabilities are kept, 4 bytes a line); none without lines."""
         if not self.scores:
-            return {}
+            return dict(self.quantile_values or {})
         values = np.quantile(np.concatenate(self.scores), qs)
-        return {f"q{int(q * 100):02d}": float(v) for q, v in zip(qs, values, strict=True)}
+        return {quantile_name(q): float(v) for q, v in zip(qs, values, strict=True)}
 
+    def partial(self) -> dict:
+        """The additive totals as plain JSON values (no scores): what a worker sends back."""
+        return {
+            "rows_in": self.rows_in,
+            "scored": self.scored,
+            "rejected": self.rejected,
+            "tiers": self.tiers,
+            "category_lines": self.category_lines,
+            "dollars_at_risk": self.dollars_at_risk,
+            "billed": self.billed,
+            "features": {k: np.asarray(v).tolist() for k, v in self.features.items()},
+            "score_counts": self.score_counts.tolist(),
+        }
 
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("row", pa.int64()),
-        ("claim_id", pa.string()),
-        ("line_number", pa.string()),
-        ("column", pa.string()),
-        ("reason", pa.string()),
-    ]
-)
+    def merge(self, part: dict) -> None:
+        """Add a `partial` of another block's summary to this one."""
+        self.rows_in += int(part["rows_in"])
+        self.scored += int(part["scored"])
+        self.rejected += int(part["rejected"])
+        for total, add in ((self.tiers, part["tiers"]), (self.category_lines, part["category_lines"])):
+            for k, n in add.items():
+                total[k] = total.get(k, 0) + int(n)
+        self.dollars_at_risk += float(part["dollars_at_risk"])
+        self.billed += float(part["billed"])
+        for name, counts in part["features"].items():
+            self.features[name] = self.features.get(name, 0) + np.asarray(counts, dtype=np.int64)
+        self.score_counts = self.score_counts + np.asarray(part["score_counts"], dtype=np.int64)
 
 
 def score_frame(
@@ -294,6 +335,57 @@ def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
         thread.join()
 
 
+@dataclass
+class Block:
+    """One block of input rows, scored: the output rows (input columns as they came + the
+    score columns), the rejects, and the validated lines (what later blocks' cross-line
+    rules may need) with the last day each can still be reached."""
+
+    output: pa.Table
+    rows: np.ndarray  # the input row number of each output row
+    rejects: pa.Table
+    lines: pd.DataFrame
+    until: np.ndarray
+
+
+def score_block(
+    table: pa.Table,
+    rows: np.ndarray,
+    scorer: Scorer,
+    summary: ScoreSummary,
+    reference: dict | None,
+    earlier: pd.DataFrame | None = None,
+    date_format: str | None = None,
+    frame: pd.DataFrame | None = None,
+) -> Block:
+    """Validate and score one block of raw input rows (Arrow, the input columns only) and add
+    it to `summary` (all but `rows_in`, which the reader counts). `rows`: each row's number
+    in the input (what a reject names); `earlier`: validated look-back lines for the
+    cross-line rules (not scored; those of other patients are passed over); `frame`: the
+    rows as `frame_from_arrow` gives them, when already made. What `score_file` does to each
+    chunk and a Spark worker to each block of whole patients."""
+    v = validate(
+        frame_from_arrow(table) if frame is None else frame, keep_extra=False, date_format=date_format
+    )
+    rejects = rejects_table(v.rejects, rows)
+    summary.rejected += len(v.rejects)
+    out = _output_table(table)
+    if not len(v.lines):
+        empty = pa.table({c: pa.array([], t) for c, t in SCORE_TYPES.items()})
+        out = out.take(pa.array([], pa.int64()))
+        for c in SCORE_COLUMNS:
+            out = out.append_column(c, empty.column(c))
+        return Block(out, rows[:0], rejects, v.lines, np.zeros(0, dtype=np.int64))
+    scored = scorer.score_lines(v.lines, _of_patients(earlier, v.lines))
+    if len(v.rows) < len(table):
+        out = out.take(pa.array(v.rows))
+    for c in SCORE_COLUMNS:
+        out = out.append_column(c, scored.columns[c])
+    _accumulate(summary, scored, reference)
+    summary.scored += len(v.lines)
+    return Block(out, rows[v.rows], rejects, v.lines, scored.result.relevant_until)
+
+
 def _score_chunk(
     chunk: _Chunk,
     scorer: Scorer,
@@ -303,34 +395,28 @@ def _score_chunk(
     writers: tuple[TableWriter, TableWriter],
     date_format: str | None,
 ) -> Carried | None:
-    """Validate, score and write one chunk (to the output and rejects writers); returns the
-    context for the next one."""
-    table, rows = chunk.table, chunk.rows
+    """Score and write one chunk (to the output and rejects writers) with the earlier lines
+    of its patients; returns the context for the next one."""
     out_w, rej_w = writers
-    v = validate(chunk.frame, keep_extra=False, date_format=date_format)
-    if len(v.rejects):
-        rej = v.rejects.assign(row=rows[v.rejects["row"].to_numpy(dtype=np.int64)])
-        rej_w.write(
-            pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
-        )
-    summary.rejected += len(v.rejects)
-    if not len(v.lines):
+    earlier = context.lines if context is not None else None
+    block = score_block(
+        chunk.table, chunk.rows, scorer, summary, reference, earlier, date_format, frame=chunk.frame
+    )
+    if len(block.rejects):
+        rej_w.write(block.rejects)
+    if not len(block.lines):
         return context
-    relevant = None
-    if context is not None and len(context.lines):
-        patients = v.lines["patient_id"]
-        patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
-        relevant = context.lines[context.lines["patient_id"].isin(patients).to_numpy()]
-    scored = scorer.score_lines(v.lines, relevant)
-    out = _output_table(table)
-    if len(v.rows) < len(table):
-        out = out.take(pa.array(v.rows))
-    for c in SCORE_COLUMNS:
-        out = out.append_column(c, scored.columns[c])
-    out_w.write(out)
-    _accumulate(summary, scored, reference)
-    summary.scored += len(v.lines)
-    return carry_context(context, v.lines, scored.result.relevant_until)
+    out_w.write(block.output)
+    return carry_context(context, block.lines, block.until)
+
+
+def _of_patients(earlier: pd.DataFrame | None, lines: pd.DataFrame) -> pd.DataFrame | None:
+    """The look-back lines of the patients in `lines` (the only ones their rules can read)."""
+    if earlier is None or not len(earlier):
+        return None
+    patients = lines["patient_id"]
+    patients = patients.cat.categories if isinstance(patients.dtype, pd.CategoricalDtype) else patients
+    return earlier[earlier["patient_id"].isin(patients).to_numpy()]
 
 
 @dataclass
@@ -376,6 +462,7 @@ def _with_last(it: Iterator) -> Iterator[tuple]:
 def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -> None:
     p = scored.p
     summary.scores.append(p.astype(np.float32))
+    summary.score_counts = summary.score_counts + np.histogram(p, bins=SCORE_BINS)[0]
     for tier, n in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)), strict=True):
         summary.tiers[tier] = summary.tiers.get(tier, 0) + int(n)
     cats = scored.result.category_hits()

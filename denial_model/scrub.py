@@ -9,12 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from denial_model.files import read_table, refuse_overwriting_input, write_table
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import CATEGORIES, RulePack, load_pack
-from denial_model.table import READ_PROBLEM, ClaimFrame, check_date_format, validate
+from denial_model.table import (
+    READ_PROBLEM,
+    ClaimFrame,
+    check_date_format,
+    frame_from_arrow,
+    rejects_table,
+    validate,
+)
 
 
 @dataclass
@@ -49,6 +58,20 @@ def check_frame(
     checked["rule_hits"] = result.rule_hits
     checked["rule_carcs"] = result.carcs
     return CheckResult(checked=checked, rejects=v.rejects, result=result, rows_in=v.rows_in)
+
+
+def check_block(
+    table, rows, pack: RulePack, date_format: str | None = None
+) -> tuple[pa.Table, np.ndarray, pa.Table, RuleResult]:
+    """The rules on one block of raw input rows (Arrow): (the rows that passed, as they came,
+    plus `rule_hits` and `rule_carcs`; their input row numbers; the rejects; the rule
+    result). What a Spark worker does to each block of whole patients."""
+    v = validate(frame_from_arrow(table), keep_extra=False, date_format=date_format)
+    result = evaluate(ClaimFrame(v.lines), pack)
+    out = table.take(pa.array(v.rows, pa.int64()))
+    out = out.append_column("rule_hits", pa.array(result.rule_hits, pa.string()))
+    out = out.append_column("rule_carcs", pa.array(result.carcs, pa.string()))
+    return out, rows[v.rows], rejects_table(v.rejects, rows), result
 
 
 def check_file(

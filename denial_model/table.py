@@ -13,6 +13,7 @@ from operator import or_
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from denial_model.errors import ClaimTableError, ConfigError
 
@@ -88,6 +89,15 @@ LABEL_COLUMNS: tuple[str, ...] = (
     "p_true",
 )
 REJECT_COLUMNS: tuple[str, ...] = ("row", "claim_id", "line_number", "column", "reason")
+REJECTS_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("claim_id", pa.string()),
+        ("line_number", pa.string()),
+        ("column", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
 
 _STRING_COLS = (
     "claim_id",
@@ -729,6 +739,12 @@ def _rejects(
             "reason": reasons.to_numpy(),
         }
     )
+
+
+def rejects_table(rejects: pd.DataFrame, rows: np.ndarray) -> pa.Table:
+    """A block's rejects (from `validate`) as Arrow, each naming its row in the whole input."""
+    rej = rejects.assign(row=rows[rejects["row"].to_numpy(dtype=np.int64)])
+    return pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
 
 
 class ClaimFrame:
