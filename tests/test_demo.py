@@ -95,8 +95,9 @@ def test_no_claim_of_the_history_or_batch_reaches_the_console_or_the_mlflow_stor
 # README lines that are documented but not run here: the two set-up commands (CI runs them),
 # the MLflow UI (a server), the benchmarks (minutes each; they print their own figures),
 # `mlflow models serve` (test_serve.py runs it), the key exports (the test sets the same
-# variables), curl (the Python block before it makes the same request) and `tune` (twelve
-# boosters; tests/test_generalization.py runs the command on a smaller search).
+# variables), curl (the Python block before it makes the same request), `tune` (twelve
+# boosters; tests/test_generalization.py runs the command on a smaller search) and the cluster
+# recipe (tests/test_spark.py builds nothing but runs the same spark-submit on local[2]).
 _NOT_RUN = (
     "make ",
     "mlflow ui",
@@ -105,6 +106,8 @@ _NOT_RUN = (
     "export ",
     "curl ",
     "denial-model tune ",
+    "python -m build",
+    "spark-submit ",
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -299,3 +301,48 @@ def test_write_spark_replaces_an_output_whole_and_leaves_no_staging(spark, tmp_p
     with pytest.raises(Exception, match="boom"):
         write_spark(failing, tmp_path / "never.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.parquet"], "a failed write leaves nothing"
+
+
+def test_spark_submit_runs_the_cli_file_on_the_bundled_java(trained, batch_file, tmp_path):
+    """The cluster recipe, on a local master: spark-submit starts its own JVM (the bundled
+    Java, as on a machine without one) and the CLI file runs in the session it made."""
+    from denial_model.spark import submit
+
+    model_path, uri = trained
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = {
+        **os.environ,
+        "JAVA_HOME": str(bundled_java_home()),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    out = tmp_path / "submitted.parquet"
+    cmd = [
+        str(spark_submit),
+        "--master",
+        "local[2]",
+        "--conf",
+        "spark.sql.shuffle.partitions=2",
+        "--conf",
+        "spark.ui.enabled=false",
+        submit.__file__,
+        "score",
+        str(batch_file),
+        "--engine",
+        "spark",
+        "--output",
+        str(out),
+        "--model",
+        str(model_path),
+        "--tracking-uri",
+        uri,
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MLflow scoring run" in done.stdout
+    want, _ = score_frame(read_table(batch_file), load_model(model_path))
+    _assert_same_scores(read_table(out), want)
+    path = subprocess.run(
+        [sys.executable, "-m", "denial_model.spark.submit"], capture_output=True, text=True, check=True
+    )
+    assert Path(path.stdout.strip()) == Path(submit.__file__).resolve()
