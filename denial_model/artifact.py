@@ -142,9 +142,11 @@ def save_artifact(
     training_fingerprint: str,
     extra: dict | None = None,
     signing_key: str | bytes | None = None,
+    groups=None,
 ) -> dict:
     """Dump the model as one `DenialModel` and write its manifest (both atomically, the
-    manifest signed when a key is given or set in the environment); returns the manifest."""
+    manifest signed when a key is given or set in the environment); returns the manifest.
+    `groups`: the reason-group classifier (`train.fit_reason_groups`), if any."""
     path = Path(path)
     scorer = Scorer(model, thresholds)
     metadata = {
@@ -158,7 +160,9 @@ def save_artifact(
         "training_data_fingerprint": training_fingerprint,
         **(extra or {}),
     }
-    estimator = DenialModel.from_fitted(model, thresholds, json.loads(json.dumps(metadata, default=str)))
+    estimator = DenialModel.from_fitted(
+        model, thresholds, json.loads(json.dumps(metadata, default=str)), groups=groups
+    )
     with atomic_output(path) as tmp:
         joblib.dump(estimator, tmp, compress=3)
         digest = file_sha256(tmp)

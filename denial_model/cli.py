@@ -27,8 +27,10 @@ from denial_model.report import (
     err_console,
     print_by_segment,
     print_check_summary,
+    print_group_table,
     print_history_summary,
     print_metric_table,
+    print_queue,
     print_score_summary,
     progress,
 )
@@ -335,6 +337,10 @@ def train(
         f"Test months {split['test_from']} to {split['test_to']}: the model beside the oracle and baselines",
     )
     print_by_segment(out.table)
+    if out.groups is not None and len(out.groups):
+        print_group_table(
+            out.groups, "Reason groups of the test months' denied lines: the model beside the rules"
+        )
     th = out.manifest["thresholds"]
     console.print(f"risk tiers: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
     console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out.manifest['sha256'][:12]})")
@@ -527,6 +533,52 @@ def _report_scoring(run, title: str) -> None:
                 f"[yellow]warning:[/] drift (PSI > 0.2) in: {', '.join(run.tracking['drift_warning'])}"
             )
         console.print(f"MLflow scoring run {run.tracking['run_id']}")
+
+
+class QueueBy(StrEnum):
+    team = "team"
+    day = "day"
+
+
+@app.command()
+@friendly
+def queue(
+    scored: Annotated[Path, typer.Argument(help="A scored table (what `score` writes).")],
+    capacity: Annotated[int, typer.Option(min=1, help="Lines to take (overall, or per team or day).")],
+    by: Annotated[
+        QueueBy | None, typer.Option(help="team: each team's capacity; day: each submission day's.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the queue (.csv or .parquet).")
+    ] = None,
+    recovery_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of a denied charge that fixing it first recovers.")
+    ] = 0.7,
+    rework_cost: Annotated[float, typer.Option(min=0, help="Cost of reworking one line ($).")] = 15.0,
+    show: Annotated[int, typer.Option(min=0, help="Lines to print.")] = 10,
+) -> None:
+    """The work queue: the lines most worth fixing before they go out, with owner team,
+    reason, fix, what all fixes together buy and the value of working the line.
+
+    value = (denial_probability - probability_after_fixes) x billed x recovery rate - rework cost."""
+    from denial_model.files import read_table, refuse_overwriting_input, write_table
+    from denial_model.queue import build_queue
+
+    if output is not None:
+        refuse_overwriting_input(scored, output)
+    q = build_queue(
+        read_table(scored),
+        capacity,
+        by.value if by else None,
+        recovery_rate=recovery_rate,
+        rework_cost=rework_cost,
+    )
+    per = f" per {by.value}" if by else ""
+    print_queue(q, f"Work queue of {scored}: {len(q):,} lines (capacity {capacity:,}{per})", n=show)
+    console.print(f"value of the queue: ${q['value'].sum():,.0f} (recoverable dollars less rework)")
+    if output is not None:
+        write_table(q, output)
+        console.print(f"wrote {output}")
 
 
 @app.command()

@@ -7,7 +7,8 @@
    oracle (p_true) and the baselines, save the artifact, track the run in MLflow
    (sqlite:///mlflow.db) and register the model (alias `champion` if it wins);
 4. simulate a fresh batch from the month after the history, score it with the artifact
-   (reasons and fixes), record the batch as an MLflow run, and print the ten riskiest lines.
+   (reasons and fixes), record the batch as an MLflow run, print the ten riskiest lines and
+   the top of the work queue (the most valuable lines to fix per team, `queue.py`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import pandas as pd
 
 from denial_model.files import read_table, write_table
 from denial_model.jobs import load_model, run_scoring, run_training
+from denial_model.queue import build_queue
 from denial_model.report import (
     console,
     print_by_segment,
     print_check_summary,
     print_findings,
+    print_group_table,
     print_history_summary,
     print_metric_table,
+    print_queue,
     print_score_summary,
     print_top_lines,
 )
@@ -36,6 +40,7 @@ from denial_model.table import LABEL_COLUMNS
 from denial_model.tracking import DEFAULT_TRACKING_URI
 
 OUT = Path("demo_output")
+QUEUE_CAPACITY = 25  # lines a team works before the batch goes out
 
 
 def main(
@@ -81,6 +86,10 @@ def main(
         f"Test months {split['test_from']} to {split['test_to']}: the model beside the oracle and baselines",
     )
     print_by_segment(out.table)
+    if out.groups is not None and len(out.groups):
+        print_group_table(
+            out.groups, "Reason groups of the test months' denied lines: the model beside the rules"
+        )
     tr = out.tracking
     th = out.manifest["thresholds"]
     console.print(f"risk tiers stored with the model: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
@@ -117,7 +126,14 @@ def score_fresh_batch(
             tracking_uri=tracking_uri,
         )
     print_score_summary(run.summary, f"Scored {src}")
-    print_top_lines(read_table(out))
+    scored = read_table(out)
+    print_top_lines(scored)
+    queue = build_queue(scored, capacity=QUEUE_CAPACITY, by="team")
+    print_queue(queue, f"Tomorrow's work queue: the {QUEUE_CAPACITY} most valuable lines per team", n=10)
+    console.print(
+        f"queued {len(queue):,} lines worth ${queue['value'].sum():,.0f}; the whole queue: "
+        f"denial-model queue {out} --capacity {QUEUE_CAPACITY} --by team --output {out_dir / 'queue.csv'}"
+    )
     if run.tracking["drift_warning"]:
         console.print(f"[yellow]drift warning (PSI > 0.2):[/] {', '.join(run.tracking['drift_warning'])}")
     console.print(

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from denial_model.errors import ClaimTableError
 from denial_model.score import score_frame
-from denial_model.scorer import SCORE_COLUMNS, Scorer
+from denial_model.scorer import NUMBER_COLUMNS, SCORE_COLUMNS, Scorer
 from denial_model.table import INPUT_COLUMNS, per_unique, validate
 from denial_model.thresholds import Thresholds
 
@@ -72,7 +72,7 @@ def aligned_rows(df: pd.DataFrame, scored: pd.DataFrame, rejects: pd.DataFrame) 
     out["status"] = "scored"
     out.loc[bad, "status"] = "rejected"
     for c in SCORE_COLUMNS:
-        numeric = c in ("denial_probability", "dollars_at_risk")
+        numeric = c in NUMBER_COLUMNS
         col = pd.Series(np.nan if numeric else None, index=out.index, dtype=float if numeric else object)
         col.iloc[good] = scored[c].to_numpy()
         out[c] = col
@@ -94,6 +94,8 @@ class DenialModel(ClassifierMixin, BaseEstimator):
     -----------------
     pipeline_ : the fitted `Pipeline` (`features` -> `classifier`).
     thresholds_ : `Thresholds`, the risk-tier cut points chosen on the calibration months.
+    groups_ : the calibrated classifier of P(reason group | denied) over the same features
+        (`groups.REASON_GROUPS`), or None (too few denials with a known CARC; models before 0.6).
     metadata_ : dict: package and scikit-learn versions, training date, metrics, rule pack
         hash, feature schema, split, drift reference (the artifact manifest minus its hash).
     classes_ : array([False, True]).
@@ -111,16 +113,21 @@ class DenialModel(ClassifierMixin, BaseEstimator):
         if y is not None:
             history = history.assign(denied=np.asarray(y))
         result = train_model(history, self.config)
-        return self._set_fitted(result.model, result.thresholds, {"train_config": result.config.to_dict()})
+        metadata = {"train_config": result.config.to_dict()}
+        return self._set_fitted(result.model, result.thresholds, metadata, result.groups)
 
     @classmethod
-    def from_fitted(cls, pipeline, thresholds: Thresholds, metadata: dict | None = None, config=None):
-        """Wrap an already fitted Pipeline and its thresholds (what training and old artifacts give)."""
-        return cls(config=config)._set_fitted(pipeline, thresholds, metadata or {})
+    def from_fitted(
+        cls, pipeline, thresholds: Thresholds, metadata: dict | None = None, config=None, groups=None
+    ):
+        """Wrap an already fitted Pipeline, its thresholds and (from 0.6) its reason-group
+        classifier (what training and old artifacts give)."""
+        return cls(config=config)._set_fitted(pipeline, thresholds, metadata or {}, groups)
 
-    def _set_fitted(self, pipeline, thresholds: Thresholds, metadata: dict) -> DenialModel:
+    def _set_fitted(self, pipeline, thresholds: Thresholds, metadata: dict, groups=None) -> DenialModel:
         self.pipeline_ = pipeline
         self.thresholds_ = thresholds
+        self.groups_ = groups
         self.metadata_ = dict(metadata)
         self.classes_ = np.array([False, True])
         self.feature_names_in_ = np.array(INPUT_COLUMNS, dtype=object)
@@ -132,7 +139,7 @@ class DenialModel(ClassifierMixin, BaseEstimator):
     def scorer(self) -> Scorer:
         """The fitted model ready to score (built once, never pickled)."""
         check_is_fitted(self, "pipeline_")
-        return Scorer(self.pipeline_, self.thresholds_)
+        return Scorer(self.pipeline_, self.thresholds_, getattr(self, "groups_", None))  # none before 0.6
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from denial_model.features.claim import as_claim_frame
 from denial_model.features.context import LINE_KINDS, line_kinds
 from denial_model.metrics import rules_only_probability, score_metrics
 from denial_model.scorer import Scorer
@@ -32,7 +33,10 @@ __all__ = [
     "comparison_table",
     "expected_calibration_error",
     "generalization_table",
+    "group_metrics",
+    "group_table",
     "metrics_dict",
+    "rules_only_group",
     "segments",
 ]
 
@@ -196,4 +200,68 @@ def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
             v = row[m]
             if v == v:  # skip NaN
                 out[f"{prefix}{m}{suffix}"] = float(v)
+    return out
+
+
+def rules_only_group(result) -> np.ndarray:
+    """The rules' answer to "denied for what": per line, the reason group (`groups.carc_group`)
+    of its first fired deny rule in pack order, else of its first risk rule, '' for none."""
+    from denial_model.groups import carc_group
+
+    hits = np.asarray(result.hits, dtype=bool)
+    out = np.full(len(hits), "", dtype=object)
+    carcs = np.array([r.carc for r in result.rules], dtype=object)
+    for severity in ("risk", "deny"):  # deny last: it overwrites
+        cols = np.array([r.severity == severity for r in result.rules], dtype=bool)
+        sub = hits[:, cols]
+        has = sub.any(axis=1)
+        out[has] = carc_group(carcs[cols][np.argmax(sub[has], axis=1)])
+    return out
+
+
+def group_table(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """How well each answer names the reason group of the test months' denied lines (those
+    whose CARC has a group): log loss of P(group | denied) and top-1 accuracy, for the
+    group model, the rules (their group, calibrated into a distribution on `earlier`: P(true
+    group | the rules' group), add-one smoothed) and the groups' shares in `earlier`."""
+    from denial_model.groups import REASON_GROUPS, group_labels
+
+    k = len(REASON_GROUPS)
+    y, y_earlier = group_labels(test), group_labels(earlier)
+    test_d, earlier_d = test[y >= 0].reset_index(drop=True), earlier[y_earlier >= 0].reset_index(drop=True)
+    y, y_earlier = y[y >= 0], y_earlier[y_earlier >= 0]
+    if not len(test_d) or not len(earlier_d):
+        return pd.DataFrame(columns=["model", "lines", "log_loss", "top1_accuracy"])
+    prior = (np.bincount(y_earlier, minlength=k) + 1.0) / (len(y_earlier) + k)
+    answers: dict[str, np.ndarray] = {"prior": np.tile(prior, (len(y), 1))}
+    frame = as_claim_frame(test_d)
+    rk = scorer.rules.evaluate(frame)
+    named_earlier = rules_only_group(scorer.rules.evaluate(earlier_d))
+    named_test = rules_only_group(rk)
+    lookup = pd.crosstab(pd.Series(named_earlier, name="named"), pd.Series(y_earlier, name="true"))
+    lookup = lookup.reindex(columns=range(k), fill_value=0) + 1.0
+    lookup = lookup.div(lookup.sum(axis=1), axis=0)
+    answers["rules_only"] = lookup.reindex(pd.Index(named_test, dtype=object)).fillna(1.0 / k).to_numpy()
+    if scorer.groups is not None:
+        answers["model"] = scorer.group_proba(rk, scorer.features.attributes(frame, rk))
+    rows = []
+    for name, proba in answers.items():
+        p_true = np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)
+        rows.append(
+            {
+                "model": name,
+                "lines": len(y),
+                "log_loss": float(-np.log(p_true).mean()),
+                "top1_accuracy": float((np.argmax(proba, axis=1) == y).mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def group_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """`reason_groups.<metric>` for the group model, `reason_groups.<baseline>.<metric>` beside."""
+    out = {}
+    for row in table.to_dict("records"):
+        prefix = "reason_groups." if row["model"] == "model" else f"reason_groups.{row['model']}."
+        out.update({f"{prefix}{m}": float(row[m]) for m in ("log_loss", "top1_accuracy", "lines")})
     return out

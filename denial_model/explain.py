@@ -20,7 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from denial_model.groups import UNFIXABLE_CATEGORIES, carc_group
 from denial_model.rules.engine import RuleResult
+from denial_model.rules.kinds import KINDS
 from denial_model.rules.pack import CATEGORIES
 
 SEP = " | "
@@ -70,11 +72,105 @@ def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) ->
     return Findings(row=row[by_line], rule=rule[by_line], after=after[by_line])
 
 
+def fixable_pairs(result: RuleResult, rows: np.ndarray, rules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (line, fired rule) pairs whose finding a change to the claim can cure (all but
+    `groups.UNFIXABLE_CATEGORIES`), sorted by line."""
+    fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in result.rules], dtype=bool)
+    keep = fixable[rules] if len(rules) else np.zeros(0, dtype=bool)
+    rows, rules = rows[keep], rules[keep]
+    order = np.argsort(rows, kind="stable")
+    return rows[order], rules[order]
+
+
+def zeroed_fixes(predictor, prepared, result: RuleResult, p: np.ndarray) -> np.ndarray:
+    """`p` with every line's fixable findings corrected at the feature level (their rule
+    features set to 0 together); `p` itself for a line without one."""
+    out = np.array(p, dtype=float, copy=True)
+    rows, rules = fixable_pairs(result, *np.nonzero(result.hits))
+    if len(rows):
+        out[np.unique(rows)] = predictor.proba_zeroed_sets(
+            prepared, rows, [result.rules[j].id for j in rules]
+        )
+    return out
+
+
+def repaired(lines: pd.DataFrame, result: RuleResult, rows: np.ndarray, rules: np.ndarray, pack):
+    """(the lines of every patient with a finding its kind can repair, copied with those
+    findings repaired (`rules.kinds` repairs), and their positions in `lines`), or None.
+    Whole patients go together, so the cross-line rules and the claim context of a
+    repaired line are read as for the original."""
+    repairs = [KINDS[result.rules[j].kind].repairs for j in rules]
+    can = np.array([r is not None for r in repairs], dtype=bool)
+    if not can.any():
+        return None
+    patients = lines["patient_id"].iloc[rows[can]].unique()
+    take = np.flatnonzero(lines["patient_id"].isin(patients).to_numpy())
+    sub = lines.iloc[take].reset_index(drop=True)
+    for c in sub.columns:
+        if isinstance(sub[c].dtype, pd.CategoricalDtype):
+            sub[c] = sub[c].astype(object)
+    at = np.searchsorted(take, rows[can])
+    policies = {pol.name: pol for pol in pack.policies}
+    for j in np.unique(rules[can]):
+        rule = result.rules[j]
+        KINDS[rule.kind].repairs(sub, at[rules[can] == j], rule.params, policies.get(rule.policy))
+    return sub, take
+
+
+def rules_group(result: RuleResult, findings: Findings, n: int) -> np.ndarray:
+    """Per line: the reason group of its most costly finding (the one whose fix lowers the
+    probability most: `findings` are sorted that way), '' for a line without one."""
+    out = np.full(n, "", dtype=object)
+    if len(findings.row):
+        first = np.r_[True, findings.row[1:] != findings.row[:-1]]
+        carcs = np.array([r.carc for r in result.rules], dtype=object)
+        out[findings.row[first]] = carc_group(carcs[findings.rule[first]])
+    return out
+
+
 def _join_per_line(n: int, rows: np.ndarray, pieces: pa.Array) -> pa.Array:
     """' | '-join the pieces of each line (`rows` sorted); '' for a line without any."""
     offsets = np.zeros(n + 1, dtype=np.int32)
     np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), pieces), SEP)
+
+
+def _fixes(
+    findings: Findings, result: RuleResult, p: np.ndarray, how: pa.Array, after_fixes: np.ndarray
+) -> tuple[np.ndarray, pa.Array]:
+    """(line of each fix piece, the pieces), a line's pieces in order. A line with several
+    fixable findings first gets what correcting them all together buys; a line with one
+    fixable finding gets that fix with the re-scored probability of the corrected claim;
+    other fixes carry their feature-level counterfactual. A fix that does not lower the
+    probability as shown ("1.00 -> 1.00") is not offered."""
+    rows, rule, after = findings.row, findings.rule, np.array(findings.after, dtype=float, copy=True)
+    fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in result.rules], dtype=bool)[rule]
+    count = np.bincount(rows[fixable], minlength=len(p))
+    single = fixable & (count[rows] == 1)
+    after[single] = after_fixes[rows[single]]
+    shown = _prob_index(p)
+    helps = _prob_index(after) < shown[rows]
+    together = np.flatnonzero((count >= 2) & (_prob_index(after_fixes) < shown))
+    texts = pa.array([f"correct all {k} findings together: " for k in range(int(count.max(initial=0)) + 1)])
+    pieces = pa.concat_arrays(
+        [
+            pc.binary_join_element_wise(
+                texts.take(pa.array(count[together])),
+                _PROB_ARROW.take(pa.array(shown[together])),
+                _PROB.take(pa.array(_prob_index(after_fixes[together]))),
+                "",
+            ),
+            pc.binary_join_element_wise(
+                how.take(pa.array(rule[helps])),
+                _PROB_ARROW.take(pa.array(shown[rows[helps]])),
+                _PROB.take(pa.array(_prob_index(after[helps]))),
+                "",
+            ),
+        ]
+    )
+    at = np.r_[together, rows[helps]]
+    order = np.argsort(at, kind="stable")  # per line: all together first, then the single fixes
+    return at[order], pieces.take(pa.array(order))
 
 
 def reasons_and_fixes(
@@ -86,26 +182,23 @@ def reasons_and_fixes(
     features: pd.DataFrame,
     payer: pd.Series,
     code: pd.Series,
+    after_fixes: np.ndarray | None = None,
 ) -> tuple[pa.Array, pa.Array]:
     """Per line: reasons and fixes strings, most important first, ' | '-separated.
 
     `features` holds the history rates (`hist_payer_code_rate`, `hist_provider_rate`) and,
     for models of 0.5 on, the claim context (`claim_other_<category>`) that word the learned
-    reason; `payer` and `code` name the line's payer and code."""
+    reason; `payer` and `code` name the line's payer and code; `after_fixes` the probability
+    with all of a line's fixable findings corrected (`Scorer.after_fixes`), see `_fixes`."""
     n = len(p)
     rules = result.rules
     what = pa.array(
         [f"{r.id} ({r.carc}{'/' + r.remark if r.remark else ''}): {r.message}" for r in rules], pa.string()
     )
     how = pa.array([r.fix.rstrip(". ") + ": " for r in rules], pa.string())
-    rows, rule, after = findings.row, findings.rule, findings.after
+    rows, rule = findings.row, findings.rule
     reason_pieces = what.take(pa.array(rule))
-    fix_pieces = pc.binary_join_element_wise(
-        how.take(pa.array(rule)),
-        _PROB_ARROW.take(pa.array(_prob_index(p)[rows])),
-        _PROB.take(pa.array(_prob_index(after))),
-        "",
-    )
+    fix_rows, fix_pieces = _fixes(findings, result, p, how, p if after_fixes is None else after_fixes)
     learned = np.flatnonzero((np.bincount(rows, minlength=n) == 0) & (p >= high))
     if len(learned):
         pc_rate = features["hist_payer_code_rate"].to_numpy(dtype=float)[learned]
@@ -142,8 +235,10 @@ def reasons_and_fixes(
         order = np.argsort(np.r_[rows, learned], kind="stable")
         rows = np.r_[rows, learned][order]
         reason_pieces = pa.concat_arrays([reason_pieces, pa.array(text, pa.string())]).take(pa.array(order))
-        fix_pieces = pa.concat_arrays([fix_pieces, pa.array(fix, pa.string())]).take(pa.array(order))
-    return _join_per_line(n, rows, reason_pieces), _join_per_line(n, rows, fix_pieces)
+        fix_order = np.argsort(np.r_[fix_rows, learned], kind="stable")
+        fix_rows = np.r_[fix_rows, learned][fix_order]
+        fix_pieces = pa.concat_arrays([fix_pieces, pa.array(fix, pa.string())]).take(pa.array(fix_order))
+    return _join_per_line(n, rows, reason_pieces), _join_per_line(n, fix_rows, fix_pieces)
 
 
 def _sibling_finding(features: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:

@@ -56,6 +56,7 @@ class TrainingRun:
     manifest: dict
     tracking: dict | None
     result: TrainResult
+    groups: pd.DataFrame | None = None  # reason groups: the model beside the rules (evaluate.group_table)
 
 
 def run_training(
@@ -71,7 +72,7 @@ def run_training(
 ) -> TrainingRun:
     """Fit, evaluate against the baselines, save the artifact, track the run in MLflow."""
     from denial_model.drift import reference_profile
-    from denial_model.evaluate import comparison_table, metrics_dict
+    from denial_model.evaluate import comparison_table, group_metrics, group_table, metrics_dict
     from denial_model.scorer import Scorer
     from denial_model.tracking import log_training
     from denial_model.train import TrainConfig, train_model
@@ -79,9 +80,10 @@ def run_training(
     cfg = cfg or TrainConfig()
     _step(progress, "fitting features and classifier, calibrating")
     result = train_model(history, cfg)
-    scorer = Scorer(result.model, result.thresholds)
+    scorer = Scorer(result.model, result.thresholds, result.groups)
     _step(progress, "evaluating on the test months beside the baselines")
     table = comparison_table(scorer, result.splits.earlier, result.splits.test)
+    groups = group_table(scorer, result.splits.earlier, result.splits.test)
     fingerprint = data_fingerprint(history)
     _step(progress, "profiling the training data for drift, saving the artifact")
     x_train = scorer.transform(result.splits.train)
@@ -89,13 +91,14 @@ def run_training(
         output,
         result.model,
         result.thresholds,
-        metrics_dict(table),
+        {**metrics_dict(table), **group_metrics(groups)},
         fingerprint,
         extra={
             "split": result.splits.bounds,
             "train_config": cfg.to_dict(),
             "drift_reference": reference_profile(x_train, scorer.proba_of_features(x_train)),
         },
+        groups=result.groups,
     )
     tracked = None
     if track:
@@ -116,6 +119,7 @@ def run_training(
         tracked = log_training(
             scorer=scorer,
             table=table,
+            groups=groups,
             test=result.splits.test,
             params=params,
             manifest=manifest,
@@ -124,7 +128,7 @@ def run_training(
             experiment=experiment,
             progress=progress,
         )
-    return TrainingRun(table=table, manifest=manifest, tracking=tracked, result=result)
+    return TrainingRun(table=table, manifest=manifest, tracking=tracked, result=result, groups=groups)
 
 
 def load_model(ref: str | Path, tracking_uri: str | None = None, sha256: str | None = None) -> LoadedModel:

@@ -18,13 +18,16 @@ from rich.table import Table
 from denial_model.rules.pack import CATEGORIES, RulePack
 
 __all__ = [
+    "GROUPS_TITLE",
     "console",
     "err_console",
     "print_by_segment",
     "print_check_summary",
     "print_findings",
+    "print_group_table",
     "print_history_summary",
     "print_metric_table",
+    "print_queue",
     "print_score_summary",
     "print_top_lines",
     "progress",
@@ -165,6 +168,48 @@ def print_score_summary(summary, title: str) -> None:
         ("dollars at risk", f"${summary.dollars_at_risk:,.0f} of ${summary.billed:,.0f} billed"),
     ]
     _measures(title, rows)
+
+
+def print_queue(queue: pd.DataFrame, title: str, n: int = 10) -> None:
+    """The top `n` lines of a work queue: owner, reason, the probability now and after all
+    fixes, and the value of working the line."""
+    t = Table(title=title, show_lines=True)
+    for col, kw in (
+        ("rank", {"justify": "right"}),
+        ("owner team", {}),
+        ("claim / line", {}),
+        ("code", {}),
+        ("p now -> all fixed", {"justify": "right"}),
+        ("value", {"justify": "right"}),
+        ("reason", {"max_width": 60}),
+        ("fix", {"max_width": 60}),
+    ):
+        t.add_column(col, **kw)
+    for r in queue.head(n).itertuples(index=False):  # the n printed lines, not the table
+        t.add_row(
+            str(r.rank),
+            str(r.owner_team),
+            f"{r.claim_id} / {r.line_number}",
+            str(r.hcpcs_code),
+            f"{r.denial_probability:.2f} -> {r.probability_after_fixes:.2f}",
+            f"${r.value:,.0f}",
+            escape(str(r.reason)),
+            escape(str(r.fix)),
+        )
+    console.print(t)
+
+
+GROUPS_TITLE = "Reason groups of the test months' denied lines: the model beside the rules"
+
+
+def print_group_table(table: pd.DataFrame, title: str = GROUPS_TITLE) -> None:
+    """Reason groups among the test months' denied lines: the group model beside the rules."""
+    t = Table(title=title)
+    for col in ("answer", "denied lines", "log loss", "top-1 accuracy"):
+        t.add_column(col, justify="left" if col == "answer" else "right")
+    for r in table.itertuples(index=False):
+        t.add_row(str(r.model), f"{int(r.lines):,}", f"{r.log_loss:.4f}", f"{r.top1_accuracy:.3f}")
+    console.print(t)
 
 
 def print_top_lines(scored: pd.DataFrame, n: int = 10) -> None:

@@ -30,7 +30,7 @@ from denial_model.drift import drift_counts
 from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.files import TableWriter, default_rejects_path, read_batches, refuse_overwriting_input
 from denial_model.rules.pack import CATEGORIES
-from denial_model.scorer import SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer, ScoringModel
+from denial_model.scorer import NUMBER_COLUMNS, SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer, ScoringModel
 from denial_model.table import (
     READ_PROBLEM,
     REJECTS_SCHEMA,
@@ -153,7 +153,7 @@ def score_frame(
             out[c] = scored.columns[c].to_pandas()
     else:
         for c in SCORE_COLUMNS:
-            out[c] = pd.Series(dtype=float if c in ("denial_probability", "dollars_at_risk") else str)
+            out[c] = pd.Series(dtype=float if c in NUMBER_COLUMNS else str)
     return out, v.rejects
 
 

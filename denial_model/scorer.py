@@ -24,21 +24,49 @@ import pandas as pd
 import pyarrow as pa
 import sklearn
 
-from denial_model.explain import counterfactuals, reasons_and_fixes
+from denial_model.explain import (
+    counterfactuals,
+    fixable_pairs,
+    reasons_and_fixes,
+    repaired,
+    rules_group,
+    zeroed_fixes,
+)
+from denial_model.groups import REASON_GROUPS, TEAMS, group_proba
 from denial_model.predict import BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
-from denial_model.table import ClaimFrame
+from denial_model.table import ClaimFrame, validate
 from denial_model.thresholds import TIERS, Thresholds
 
-__all__ = ["CLASSIFIER", "FEATURES", "SCORE_COLUMNS", "Scored", "Scorer", "ScoringModel"]
+__all__ = [
+    "CLASSIFIER",
+    "FEATURES",
+    "NUMBER_COLUMNS",
+    "SCORE_COLUMNS",
+    "SCORE_TYPES",
+    "Scored",
+    "Scorer",
+    "ScoringModel",
+]
 
 FEATURES = "features"
 CLASSIFIER = "classifier"
-SCORE_COLUMNS = ("denial_probability", "risk_tier", "rule_hits", "reasons", "fixes", "dollars_at_risk")
-SCORE_TYPES = {
-    c: pa.float64() if c in ("denial_probability", "dollars_at_risk") else pa.string() for c in SCORE_COLUMNS
-}
+SCORE_COLUMNS = (
+    "denial_probability",
+    "risk_tier",
+    "rule_hits",
+    "reasons",
+    "fixes",
+    "dollars_at_risk",
+    "probability_after_fixes",
+    "reason_group",
+    "owner_team",
+)
+NUMBER_COLUMNS = ("denial_probability", "dollars_at_risk", "probability_after_fixes")
+SCORE_TYPES = {c: pa.float64() if c in NUMBER_COLUMNS else pa.string() for c in SCORE_COLUMNS}
 _TIERS = pa.array(TIERS)
+_GROUPS = pa.array([*REASON_GROUPS, ""])
+_OWNERS = pa.array([*(TEAMS[g] for g in REASON_GROUPS), ""])
 
 
 @dataclass
@@ -53,6 +81,8 @@ class Scored:
     dollars: np.ndarray  # expected dollars at risk per line
     features: pd.DataFrame  # the non-rule features (drift reads them)
     result: RuleResult
+    after_fixes: np.ndarray  # P(denied) with every fixable finding corrected
+    group: np.ndarray  # index into REASON_GROUPS of the likeliest reason group, -1 for none
 
 
 class ScoringModel(Protocol):
@@ -69,9 +99,10 @@ class ScoringModel(Protocol):
 class Scorer:
     """Scores validated claim lines with a fitted model and its risk thresholds."""
 
-    def __init__(self, model, thresholds: Thresholds):
+    def __init__(self, model, thresholds: Thresholds, groups=None):
         self.model = model
         self.thresholds = thresholds
+        self.groups = groups  # P(reason group | denied), or None (models before 0.6)
         self.features = model.named_steps[FEATURES]
         self.classifier = model.named_steps[CLASSIFIER]
         self.predictor_check = "not checked yet (checked on the first lines scored)"
@@ -161,6 +192,8 @@ class Scorer:
         raw = predictor.raw(prepared)
         p = predictor.calibrate(raw)
         findings = counterfactuals(predictor, prepared, rk, raw)
+        after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
+        group = self.reason_groups(rk, attrs, findings)
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,
@@ -170,6 +203,7 @@ class Scorer:
             attrs,
             lines["payer_id"],
             lines["hcpcs_code"],
+            after_fixes,
         )
         tier = self.thresholds.tier_index(p)
         hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
@@ -182,7 +216,55 @@ class Scorer:
             "reasons": reasons,
             "fixes": fixes,
             "dollars_at_risk": pa.array(dollars, pa.float64()),
+            "probability_after_fixes": pa.array(after_fixes, pa.float64()),
+            "reason_group": _GROUPS.take(pa.array(np.where(group < 0, len(REASON_GROUPS), group))),
+            "owner_team": _OWNERS.take(pa.array(np.where(group < 0, len(REASON_GROUPS), group))),
         }
         return Scored(
-            columns=columns, p=p, tier=tier, billed=billed, dollars=dollars, features=attrs, result=rk
+            columns=columns,
+            p=p,
+            tier=tier,
+            billed=billed,
+            dollars=dollars,
+            features=attrs,
+            result=rk,
+            after_fixes=after_fixes,
+            group=group,
         )
+
+    def after_fixes(self, lines, earlier, rk: RuleResult, predictor, prepared, p: np.ndarray) -> np.ndarray:
+        """P(denied) of each line once all its fixable findings are corrected, re-scored as
+        the corrected claim would be: the findings a kind can repair are repaired in the
+        data (a copy of the lines of the patients concerned, validated, rules, features and
+        model again), and what still fires that is fixable is corrected at the feature level
+        (`explain.zeroed_fixes`). A line without a fixable finding keeps `p`."""
+        out = zeroed_fixes(predictor, prepared, rk, p)
+        rows, rules = fixable_pairs(rk, *np.nonzero(rk.hits))
+        found = repaired(lines, rk, rows, rules, self.rules.pack_) if len(rows) else None
+        if found is None:
+            return out
+        sub, take = found
+        v = validate(sub, keep_extra=False)
+        frame = ClaimFrame(v.lines)
+        rk2 = self.rules.evaluate(frame, earlier=earlier)
+        prepared2 = predictor.prepare(self.features.attributes(frame, rk2), binary=(rk2.ids, rk2.hits))
+        again = zeroed_fixes(predictor, prepared2, rk2, predictor.proba(prepared2))
+        target = take[v.rows]
+        mine = np.isin(target, rows)  # only lines with a fixable finding of their own take it
+        out[target[mine]] = again[mine]
+        return out
+
+    def group_proba(self, rk: RuleResult, attrs: pd.DataFrame) -> np.ndarray | None:
+        """P(reason group | denied) per line (columns: REASON_GROUPS), None without a group model."""
+        if self.groups is None:
+            return None
+        return group_proba(self.groups, self.features.assemble(rk.hits, attrs))
+
+    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, findings) -> np.ndarray:
+        """The likeliest reason group of each line (index into REASON_GROUPS, -1 for none):
+        the group model's, else the group of the line's most costly finding."""
+        proba = self.group_proba(rk, attrs)
+        if proba is not None:
+            return np.argmax(proba, axis=1).astype(np.int64)
+        named = rules_group(rk, findings, len(attrs))
+        return pd.Index(REASON_GROUPS).get_indexer(pd.Series(named, dtype=object)).astype(np.int64)

@@ -135,6 +135,7 @@ def log_training(
     test: pd.DataFrame,
     params: dict,
     manifest: dict,
+    groups: pd.DataFrame | None = None,
     artifact_path: str | Path,
     tracking_uri: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
@@ -153,7 +154,7 @@ def log_training(
     from mlflow import MlflowClient
 
     mlflow.set_experiment(experiment)
-    from denial_model.evaluate import generalization_table, metrics_dict
+    from denial_model.evaluate import generalization_table, group_metrics, metrics_dict
 
     y = denied_labels(test)
     p = scorer.predict_proba(test)
@@ -163,6 +164,10 @@ def log_training(
         )
         mlflow.log_metrics(metrics_dict(table))
         folder = Path(tmp)
+        if groups is not None and len(groups):  # reason groups: the model beside the rules
+            mlflow.log_metrics(group_metrics(groups))
+            groups.to_csv(folder / "reason_groups.csv", index=False)
+            mlflow.log_artifact(str(folder / "reason_groups.csv"))
         step("MLflow: permutation importance on the test months")
         importance = permutation_importance_table(scorer, test)
         step("MLflow: plots, tables and the manifest")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -22,13 +23,14 @@ from sklearn.pipeline import Pipeline
 from denial_model.errors import ClaimTableError
 from denial_model.features import ClaimFeatures
 from denial_model.features.claim import GROUPS
+from denial_model.groups import group_labels
 from denial_model.metrics import Splits, time_split
 from denial_model.scorer import CLASSIFIER, FEATURES
 from denial_model.table import denied_labels
 from denial_model.thresholds import Thresholds, choose_thresholds
 
 # `Thresholds` is re-exported: artifacts saved before 0.2 pickled it as `denial_model.train.Thresholds`.
-__all__ = ["Thresholds", "TrainConfig", "TrainResult", "build_classifier", "train_model"]
+__all__ = ["Thresholds", "TrainConfig", "TrainResult", "build_classifier", "fit_reason_groups", "train_model"]
 
 
 @dataclass
@@ -47,6 +49,8 @@ class TrainConfig:
     rework_cost: float = 15.0  # cost of reviewing and fixing one flagged line before it goes out
     recovery_rate: float = 0.7  # share of a denied line's charge that fixing it first saves
     feature_groups: tuple[str, ...] = GROUPS  # ClaimFeatures' groups (fewer: an ablation)
+    reason_groups: bool = True  # also learn P(reason group | denied) from the CARCs (groups.py)
+    group_max_iter: int = 150
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -71,6 +75,35 @@ class TrainResult:
     thresholds: Thresholds
     splits: Splits
     config: TrainConfig
+    groups: object | None = None  # the calibrated reason-group classifier (fit_reason_groups)
+
+
+# fewer denied lines with a known group than this in the training or calibration months,
+# and no group model is fitted (the queue then routes by the rules' groups)
+MIN_GROUP_LINES = 200
+
+
+def fit_reason_groups(features: ClaimFeatures, splits: Splits, cfg: TrainConfig):
+    """P(reason group | denied): a multiclass booster on the denied training lines (their
+    first CARC's group, `groups.group_labels`), calibrated (sigmoid per group, normalized)
+    on the denied calibration lines. None when there are too few of either."""
+    y_train, y_calib = group_labels(splits.train), group_labels(splits.calib)
+    train, calib = splits.train[y_train >= 0], splits.calib[y_calib >= 0]
+    if min(len(train), len(calib)) < MIN_GROUP_LINES or len(np.unique(y_train[y_train >= 0])) < 2:
+        return None
+    booster = HistGradientBoostingClassifier(
+        learning_rate=cfg.learning_rate,
+        max_iter=cfg.group_max_iter,
+        max_leaf_nodes=15,
+        min_samples_leaf=20,
+        l2_regularization=cfg.l2_regularization,
+        categorical_features="from_dtype",
+        early_stopping=True,
+        random_state=cfg.random_state,
+    ).fit(features.transform(train), y_train[y_train >= 0])
+    seen = np.isin(y_calib[y_calib >= 0], booster.classes_)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method="sigmoid")
+    return calibrated.fit(features.transform(calib[seen]), y_calib[y_calib >= 0][seen])
 
 
 def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainResult:
@@ -97,4 +130,5 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
         recovery_rate=cfg.recovery_rate,
         rework_cost=cfg.rework_cost,
     )
-    return TrainResult(model=model, thresholds=thresholds, splits=splits, config=cfg)
+    groups = fit_reason_groups(features, splits, cfg) if cfg.reason_groups else None
+    return TrainResult(model=model, thresholds=thresholds, splits=splits, config=cfg, groups=groups)

@@ -41,7 +41,9 @@ def test_score_columns_are_added_and_input_columns_kept(model_path, batch):
     high = scored[scored["risk_tier"] == "high"]
     assert len(high) and (high["reasons"] != "").all()
     flagged = scored[scored["rule_hits"] != ""]
-    assert (flagged["reasons"] != "").all() and (flagged["fixes"].str.contains(" -> ")).all()
+    assert (flagged["reasons"] != "").all()
+    pairs = flagged["fixes"].str.extractall(r"(\d\.\d\d) -> (\d\.\d\d)").astype(float)
+    assert len(pairs) and (pairs[1] < pairs[0]).all(), "a fix is offered only when it lowers the score"
     assert np.allclose(
         scored["dollars_at_risk"], (scored["denial_probability"] * scored["billed_amount"]).round(2)
     )
@@ -55,7 +57,7 @@ def test_score_columns_are_added_and_input_columns_kept(model_path, batch):
         ({"place_of_service": "12"}, "esketamine.place_of_service", {"place_of_service": "11"}),
     ],
 )
-def test_fixes_really_lower_the_score_when_applied_and_rescored(model_path, change, rule, fix):
+def test_fixes_really_lower_the_score_when_applied_and_rescored(model_path, pack, change, rule, fix):
     loaded = load_artifact(model_path)
     claim = clean_claim("esketamine", "commercial", service_date=pd.Timestamp("2025-10-06").date())
     broken = claim.copy()
@@ -63,10 +65,9 @@ def test_fixes_really_lower_the_score_when_applied_and_rescored(model_path, chan
         broken.loc[0, k] = v
     scored, _ = score_frame(broken, loaded)
     assert rule in scored.loc[0, "rule_hits"].split(";")
-    reasons = scored.loc[0, "reasons"].split(" | ")
     fixes = scored.loc[0, "fixes"].split(" | ")
-    k = next(i for i, r in enumerate(reasons) if r.startswith(rule))
-    promised = float(fixes[k].rsplit("-> ", 1)[1])
+    text = next(r.fix for r in pack.rules if r.id == rule).rstrip(". ")
+    promised = float(next(f for f in fixes if f.startswith(text)).rsplit("-> ", 1)[1])
     repaired = broken.copy()
     for kk, v in fix.items():
         repaired.loc[0, kk] = v

@@ -264,12 +264,13 @@ def test_the_pyfunc_spark_udf_gives_the_same_probabilities(spark, trained, batch
     import mlflow.pyfunc
 
     from denial_model.estimator import ROW_COLUMNS
+    from denial_model.scorer import NUMBER_COLUMNS
     from denial_model.table import INPUT_COLUMNS
 
     model_path, uri = trained
     os.environ["MLFLOW_TRACKING_URI"] = uri
     try:
-        types = {"row": "long", "denial_probability": "double", "dollars_at_risk": "double"}
+        types = {"row": "long", **dict.fromkeys(NUMBER_COLUMNS, "double")}
         result = ", ".join(f"{c} {types.get(c, 'string')}" for c in ROW_COLUMNS)
         udf = mlflow.pyfunc.spark_udf(
             spark, "models:/denial-model/1", result_type=result, env_manager="local"

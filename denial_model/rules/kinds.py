@@ -89,6 +89,12 @@ def regex(v: Any) -> bool:
 
 Check = Callable[[Context, dict, np.ndarray], np.ndarray]
 Breaker = Callable[[pd.DataFrame, dict], pd.DataFrame]
+# A repair corrects the flagged lines of a table in place (`lines`: text columns as objects,
+# `rows`: the positions of the lines the rule flagged; the rule's params and the pack's
+# policies say how): what the claim looks like once the finding's fix is made, for
+# re-scoring it (`Scorer.after_fixes`). Kinds without one (a dose, an NDC, a diagnosis, which
+# only the chart can tell) are corrected at the feature level.
+Repair = Callable[[pd.DataFrame, np.ndarray, dict, Any], None]
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class CheckKind:
     params: dict[str, Param] = field(default_factory=dict)
     example: dict = field(default_factory=dict)
     lookback: Callable[[dict], int] | None = None
+    repairs: Repair | None = None
 
     @property
     def cross_line(self) -> bool:
@@ -124,13 +131,14 @@ def kind(
     params: dict[str, Param] | None = None,
     example: dict | None = None,
     lookback: Callable[[dict], int] | None = None,
+    repairs: Repair | None = None,
 ) -> Callable[[Check], Check]:
     """Register the decorated check function as kind `name` (once)."""
 
     def register(fn: Check) -> Check:
         if name in KINDS:
             raise PackError(f"check kind {name!r} is registered twice")
-        KINDS[name] = CheckKind(name, fn, breaks, dict(params or {}), dict(example or {}), lookback)
+        KINDS[name] = CheckKind(name, fn, breaks, dict(params or {}), dict(example or {}), lookback, repairs)
         return fn
 
     return register
@@ -164,6 +172,52 @@ def _set_line(column: str, value: Callable[[pd.DataFrame, dict], Any]) -> Breake
 
 def _join_mods(*mods: str) -> str:
     return ";".join(m for m in mods if m)
+
+
+def _listed(values: pd.Series, add: list[str] = (), drop: list[str] = ()) -> pd.Series:
+    """';'-lists with `add` appended (when absent) and `drop` taken out, per distinct list."""
+
+    def edit(text: str) -> str:
+        items = [x for x in str(text).split(";") if x and x not in drop]
+        return ";".join([*items, *(a for a in add if a not in items)])
+
+    codes, uniques = pd.factorize(values.fillna("").astype(str))
+    return pd.Series(np.array([edit(u) for u in uniques], dtype=object)[codes], index=values.index)
+
+
+def _repair_list(column: str, key: str, adding: bool, first_only: bool = False) -> Repair:
+    def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
+        items = p[key][:1] if first_only else p[key]
+        at = lines.index[rows]
+        edited = (
+            _listed(lines.loc[at, column], add=items)
+            if adding
+            else _listed(lines.loc[at, column], drop=items)
+        )
+        lines.loc[at, column] = edited
+
+    return repair
+
+
+def _repair_set(column: str, value: Callable[[dict], Any]) -> Repair:
+    def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
+        lines.loc[lines.index[rows], column] = value(p)
+
+    return repair
+
+
+def _repair_code(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
+    """A drug billed under its document's wrong code goes under the policy's official code,
+    or the code it is billed as when it has none of its own (anakinra: J3590); units that
+    then disagree with the dose are the units rule's finding, fixed with it."""
+    code = getattr(getattr(policy, "official_code", None), "code", None)
+    code = code or next(iter(getattr(policy, "billed_as", None) or []), None)
+    if code and code not in p["codes"]:  # else the right code is another policy's: a coder's call
+        lines.loc[lines.index[rows], "hcpcs_code"] = code
+
+
+# what a corrected claim carries where a prior authorization was obtained (any non-empty number)
+AUTHORIZATION_ON_FILE = "AUTH-ON-FILE"
 
 
 def _shift(day: str, days: int) -> str:
@@ -212,6 +266,7 @@ _MODIFIER_LIST = Param(True, modifiers, "a list of 2-character modifiers")
     params={"any_of": _MODIFIER_LIST},
     example={"any_of": ["JZ", "JW"]},
     breaks=_set_line("modifiers", lambda c, p: ""),
+    repairs=_repair_list("modifiers", "any_of", adding=True, first_only=True),
 )
 def _modifier_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ~ctx.frame.has_modifier(p["any_of"])
@@ -222,6 +277,7 @@ def _modifier_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     params={"any_of": _MODIFIER_LIST},
     example={"any_of": ["25"]},
     breaks=_set_line("modifiers", lambda c, p: _join_mods(c.loc[0, "modifiers"], p["any_of"][0])),
+    repairs=_repair_list("modifiers", "any_of", adding=False),
 )
 def _modifier_forbidden(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ctx.frame.has_modifier(p["any_of"])
@@ -378,6 +434,7 @@ def _drop_tokens(c: pd.DataFrame, p: dict) -> str:
     params={"all_of": Param(True, tokens, "documentation vocabulary tokens")},
     example={"all_of": ["medical_necessity"]},
     breaks=_set_line("documentation", _drop_tokens),
+    repairs=_repair_list("documentation", "all_of", adding=True),
 )
 def _documentation_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     need = sum(DOC_BIT[t] for t in p["all_of"])
@@ -393,12 +450,17 @@ def _drop_any_tokens(c: pd.DataFrame, p: dict) -> str:
     params={"any_of": Param(True, tokens, "documentation vocabulary tokens")},
     example={"any_of": ["prior_therapy_failure", "counseling_compliance"]},
     breaks=_set_line("documentation", _drop_any_tokens),
+    repairs=_repair_list("documentation", "any_of", adding=True, first_only=True),
 )
 def _documentation_any_of(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return (ctx.frame.documentation_mask & sum(DOC_BIT[t] for t in p["any_of"])) == 0
 
 
-@kind("prior_auth_required", breaks=_set(prior_auth_number=""))
+@kind(
+    "prior_auth_required",
+    breaks=_set(prior_auth_number=""),
+    repairs=_repair_set("prior_auth_number", lambda p: AUTHORIZATION_ON_FILE),
+)
 def _prior_auth_required(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return _empty(ctx, "prior_auth_number")
 
@@ -412,6 +474,7 @@ def _outside(allowed: list[str]) -> str:
     params={"allowed": Param(True, places, "a list of 2-digit place-of-service codes")},
     example={"allowed": ["11", "22"]},
     breaks=lambda c, p: _set(place_of_service=_outside(p["allowed"]))(c, p),
+    repairs=_repair_set("place_of_service", lambda p: p["allowed"][0]),
 )
 def _pos_allowed(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ~ctx.isin("place_of_service", p["allowed"])
@@ -559,6 +622,7 @@ def _specific_code(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     params={"codes": Param(True, codes, "a list of 5-character HCPCS codes")},
     example={"codes": ["J3031"]},
     breaks=_set_line("hcpcs_code", lambda c, p: p["codes"][0]),
+    repairs=_repair_code,
 )
 def _billed_under(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     return ctx.isin("hcpcs_code", p["codes"])

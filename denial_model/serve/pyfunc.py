@@ -21,6 +21,7 @@ import pandas as pd
 
 from denial_model.artifact import load_artifact
 from denial_model.estimator import ROW_COLUMNS
+from denial_model.scorer import NUMBER_COLUMNS
 from denial_model.table import INPUT_COLUMNS
 
 __all__ = ["ARTIFACT_KEY", "DenialModelPyfunc", "input_schema", "output_schema"]
@@ -41,7 +42,7 @@ def output_schema():
     """One row per input line (`ROW_COLUMNS`): what is empty depends on the row's status."""
     from mlflow.types.schema import ColSpec, Schema
 
-    types = {"row": "long", "denial_probability": "double", "dollars_at_risk": "double"}
+    types = {"row": "long", **dict.fromkeys(NUMBER_COLUMNS, "double")}
     always = {"row", "status"}
     return Schema([ColSpec(types.get(c, "string"), c, required=c in always) for c in ROW_COLUMNS])
 

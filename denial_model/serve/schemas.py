@@ -86,6 +86,9 @@ class ScoredLine(BaseModel):
     reasons: str = Field(description="Why, ' | '-separated, most important first.")
     fixes: str = Field(description="What to change and the probability after the change, ' | '-separated.")
     dollars_at_risk: float = Field(description="denial_probability x billed_amount.")
+    probability_after_fixes: float = Field(description="P(denied) with every fixable finding corrected.")
+    reason_group: str = Field(description="The likeliest reason group if denied ('' when unknown).")
+    owner_team: str = Field(description="The team that works the reason group ('' when unknown).")
 
 
 class ModelSummary(BaseModel):

@@ -242,14 +242,14 @@ def score_spark(
     lines (a DataFrame) for the cross-line rules, not scored; `partitions`: how many
     partitions to spread the patients over (default `spark.sql.shuffle.partitions`);
     `block_lines`: lines per scoring call (memory per task, not results)."""
-    from pyspark.sql.types import DoubleType, StringType, StructField
+    from pyspark.sql.types import StructField
+
+    from denial_model.scorer import SCORE_TYPES
+    from denial_model.spark import _arrow
 
     spark = df.sparkSession
     broadcast, digest, reference = _shipped(spark, model)
-    extra = [
-        StructField(c, DoubleType() if c in ("denial_probability", "dollars_at_risk") else StringType())
-        for c in SCORE_COLUMNS
-    ]
+    extra = [StructField(c, _arrow.spark_type(t)) for c, t in SCORE_TYPES.items()]
     args = {
         "prepared": _prepared(df, history, row_id),
         "model": broadcast,
