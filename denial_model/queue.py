@@ -9,7 +9,8 @@ of a denied charge that fixing it first recovers, minus the cost of reworking on
 
 Lines of positive value with a reason are ranked by value and the top `capacity` taken:
 overall, per owner team (`by="team"`: each team's own capacity) or per submission day
-(`by="day"`), ranked within each. Each queued line carries its most costly reason, its
+(`by="day"`), ranked within each (and listed rank by rank: every team's first line, then
+every team's second, ...). Each queued line carries its most costly reason, its
 best single fix, what all its fixes together buy, its reason group and owner team
 (`groups.py`). A line whose fixes
 take nothing off (a finding no change can cure, or one the payer does not weigh) is never
@@ -105,4 +106,6 @@ def build_queue(
         lines = groups.head(capacity)
         rank = lines.groupby(key.loc[lines.index].to_numpy(), sort=False).cumcount().to_numpy() + 1
     out = lines.assign(reason=_first(lines["reasons"]), fix=_first(lines["fixes"]), rank=rank)
+    if by is not None:  # each team's (day's) first line, then each one's second, ...
+        out = out.sort_values(["rank", "value"], ascending=[True, False], kind="stable")
     return out[[c for c in QUEUE_COLUMNS if c in out.columns]].reset_index(drop=True)

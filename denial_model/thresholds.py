@@ -23,9 +23,9 @@ class Thresholds:
     high: float
     rule: str = (
         "medium: the cut that maximizes sum(recovery_rate * billed_amount * denied - rework_cost) "
-        "over flagged calibration lines (reviewing pays off), raised so that at most the riskiest "
-        "20% of calibration lines are medium or high (a tier a team can work); high: the lowest cut "
-        "above which at least half of the calibration lines were denied (denial more likely than not)"
+        "over flagged calibration lines (reviewing pays off), raised so that at most 20% of the "
+        "calibration lines are medium (a tier a team can work); high: the lowest cut above which "
+        "at least half of the calibration lines were denied (denial more likely than not)"
     )
 
     def tier_index(self, p: np.ndarray) -> np.ndarray:
@@ -36,9 +36,9 @@ class Thresholds:
         return np.array(TIERS, dtype=object)[self.tier_index(p)]
 
 
-# at most this share of lines is medium or high: drug lines are expensive, so the net-savings
-# cut alone flags nearly every one of them (64% of the demo batch), which no team can work
-MAX_FLAGGED_SHARE = 0.2
+# at most this share of lines is medium: drug lines are expensive, so the net-savings cut
+# alone flags nearly every one of them (64% of the demo batch), which no team can work
+MAX_MEDIUM_SHARE = 0.2
 
 
 def choose_thresholds(
@@ -47,19 +47,20 @@ def choose_thresholds(
     amount: np.ndarray,
     recovery_rate: float,
     rework_cost: float,
-    max_flagged_share: float = MAX_FLAGGED_SHARE,
+    max_medium_share: float = MAX_MEDIUM_SHARE,
 ) -> Thresholds:
     """Cut points on calibration lines (labels `y`, probabilities `p`, billed `amount`)."""
     y = np.asarray(y, dtype=bool)
     order = np.argsort(-p, kind="stable")
     gain = np.cumsum(recovery_rate * amount[order] * y[order] - rework_cost)
     medium = float(p[order][int(np.argmax(gain))])
-    if len(p):  # raised to the lowest score at or above which at most `max_flagged_share` lie
-        values = np.unique(p)
-        share = 1.0 - np.searchsorted(np.sort(p), values, side="left") / len(p)
-        allowed = values[share <= max_flagged_share]
-        medium = max(medium, float(allowed.min()) if len(allowed) else 1.0)
     precision = np.cumsum(y[order]) / np.arange(1, len(y) + 1)
     above = np.flatnonzero(precision >= 0.5)
     high = float(p[order][above.max()]) if len(above) else 1.0
+    if len(p):  # raised to the lowest score with at most `max_medium_share` between it and high
+        values, ranked = np.unique(p), np.sort(p)
+        share = 1.0 - np.searchsorted(ranked, values, side="left") / len(p)  # of lines >= each value
+        high_share = 1.0 - np.searchsorted(ranked, high, side="left") / len(p)
+        allowed = values[share <= high_share + max_medium_share]
+        medium = max(medium, float(allowed.min()) if len(allowed) else high)
     return Thresholds(medium=min(medium, high), high=high)
