@@ -24,9 +24,11 @@ import pandas as pd
 
 from denial_model.errors import ClaimTableError, ConfigError
 
-__all__ = ["BY", "QUEUE_COLUMNS", "build_queue"]
+__all__ = ["BY", "QUEUE_COLUMNS", "RECOVERY_RATE", "REWORK_COST", "build_queue", "line_value"]
 
 BY = ("team", "day")
+RECOVERY_RATE = 0.7  # share of a denied charge that fixing the line first recovers (TrainConfig's)
+REWORK_COST = 15.0  # cost of reworking one line before it goes out ($)
 NEEDED = (
     "claim_id",
     "line_number",
@@ -64,12 +66,24 @@ def _first(s: pd.Series) -> pd.Series:
     return s.fillna("").astype(str).str.split(SEP, n=1, regex=False).str[0]
 
 
+def line_value(
+    p: np.ndarray,
+    after: np.ndarray,
+    billed: np.ndarray,
+    recovery_rate: float = RECOVERY_RATE,
+    rework_cost: float = REWORK_COST,
+) -> np.ndarray:
+    """The value of working each line before it goes out (the module docstring's formula),
+    in dollars rounded to the cent."""
+    return np.round((np.asarray(p) - np.asarray(after)) * np.asarray(billed) * recovery_rate - rework_cost, 2)
+
+
 def build_queue(
     scored: pd.DataFrame,
     capacity: int,
     by: str | None = None,
-    recovery_rate: float = 0.7,
-    rework_cost: float = 15.0,
+    recovery_rate: float = RECOVERY_RATE,
+    rework_cost: float = REWORK_COST,
 ) -> pd.DataFrame:
     """The queue (`QUEUE_COLUMNS`) of a scored table (what `score` writes): the `capacity`
     most valuable lines overall, per team (`by="team"`) or per submission day (`by="day"`)."""
@@ -90,7 +104,7 @@ def build_queue(
     p = pd.to_numeric(scored["denial_probability"], errors="coerce").to_numpy(dtype=float)
     after = pd.to_numeric(scored["probability_after_fixes"], errors="coerce").to_numpy(dtype=float)
     billed = pd.to_numeric(scored["billed_amount"], errors="coerce").to_numpy(dtype=float)
-    value = np.round((p - after) * billed * recovery_rate - rework_cost, 2)
+    value = line_value(p, after, billed, recovery_rate, rework_cost)
     has_reason = scored["reasons"].fillna("").astype(str).to_numpy() != ""
     keep = np.flatnonzero((value > 0) & has_reason & ~np.isnan(value))
     lines = scored.iloc[keep].assign(value=value[keep])

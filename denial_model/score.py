@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 SCORE_BINS = np.linspace(0, 1, 51)
+TOP_LINES = 20  # the most valuable lines a scoring run's report lists
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
@@ -84,6 +85,9 @@ class ScoreSummary:
     billed: float = 0.0
     features: dict = field(default_factory=dict)  # drift: feature -> counts per reference bin
     score_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(SCORE_BINS) - 1, np.int64))
+    by_payer: dict = field(default_factory=dict)  # payer id -> dollars at risk
+    by_group: dict = field(default_factory=dict)  # reason group -> dollars at risk
+    top: list = field(default_factory=list)  # the TOP_LINES most valuable lines to work (dicts)
     scores: list = field(default_factory=list, repr=False)  # every probability, float32, per chunk
     quantile_values: dict | None = None  # quantiles computed elsewhere (when `scores` is not kept)
 
@@ -110,6 +114,9 @@ class ScoreSummary:
             "billed": self.billed,
             "features": {k: np.asarray(v).tolist() for k, v in self.features.items()},
             "score_counts": self.score_counts.tolist(),
+            "by_payer": self.by_payer,
+            "by_group": self.by_group,
+            "top": self.top,
         }
 
     def merge(self, part: dict) -> None:
@@ -125,6 +132,17 @@ class ScoreSummary:
         for name, counts in part["features"].items():
             self.features[name] = self.features.get(name, 0) + np.asarray(counts, dtype=np.int64)
         self.score_counts = self.score_counts + np.asarray(part["score_counts"], dtype=np.int64)
+        for total, add in ((self.by_payer, part["by_payer"]), (self.by_group, part["by_group"])):
+            for k, v in add.items():
+                total[k] = total.get(k, 0.0) + float(v)
+        self.add_top(part["top"])
+
+    def add_top(self, lines: list[dict]) -> None:
+        """Keep the `TOP_LINES` most valuable lines of those kept and `lines`."""
+        both = sorted(
+            [*self.top, *lines], key=lambda r: (-r["value"], str(r["claim_id"]), str(r["line_number"]))
+        )
+        self.top = both[:TOP_LINES]
 
 
 def score_frame(
@@ -381,7 +399,7 @@ def score_block(
         out = out.take(pa.array(v.rows))
     for c in SCORE_COLUMNS:
         out = out.append_column(c, scored.columns[c])
-    _accumulate(summary, scored, reference)
+    _accumulate(summary, scored, reference, v.lines)
     summary.scored += len(v.lines)
     return Block(out, rows[v.rows], rejects, v.lines, scored.result.relevant_until)
 
@@ -459,8 +477,11 @@ def _with_last(it: Iterator) -> Iterator[tuple]:
         yield prev, True
 
 
-def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -> None:
+def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None, lines: pd.DataFrame) -> None:
     p = scored.p
+    _by(summary.by_payer, lines["payer_id"], scored.dollars)
+    _by(summary.by_group, scored.columns["reason_group"].to_pandas(), scored.dollars)
+    summary.add_top(_top_lines(scored, lines))
     summary.scores.append(p.astype(np.float32))
     summary.score_counts = summary.score_counts + np.histogram(p, bins=SCORE_BINS)[0]
     for tier, n in zip(TIERS, np.bincount(scored.tier, minlength=len(TIERS)), strict=True):
@@ -473,3 +494,40 @@ def _accumulate(summary: ScoreSummary, scored: Scored, reference: dict | None) -
     if reference:
         for name, counts in drift_counts(scored.features, p, reference).items():
             summary.features[name] = summary.features.get(name, 0) + counts
+
+
+def _by(total: dict, keys: pd.Series, dollars: np.ndarray) -> None:
+    """Add each key's dollars (one sum per distinct key) into `total`."""
+    codes, uniques = pd.factorize(pd.Series(keys).astype(str).to_numpy())
+    sums = np.bincount(codes, weights=dollars, minlength=len(uniques))
+    for k, v in zip(uniques, sums, strict=True):
+        total[str(k)] = total.get(str(k), 0.0) + float(v)
+
+
+def _top_lines(scored: Scored, lines: pd.DataFrame) -> list[dict]:
+    """This block's `TOP_LINES` most valuable lines to work (as the queue values them)."""
+    from denial_model.queue import SEP, line_value
+
+    value = line_value(scored.p, scored.after_fixes, scored.billed)
+    reasons = scored.columns["reasons"].to_numpy(zero_copy_only=False)
+    ok = np.flatnonzero((value > 0) & (reasons != ""))
+    best = ok[np.argsort(-value[ok], kind="stable")[:TOP_LINES]]
+    fixes = scored.columns["fixes"].to_numpy(zero_copy_only=False)
+    group = scored.columns["reason_group"].to_numpy(zero_copy_only=False)
+    team = scored.columns["owner_team"].to_numpy(zero_copy_only=False)
+    return [
+        {
+            "claim_id": str(lines["claim_id"].iloc[i]),
+            "line_number": int(lines["line_number"].iloc[i]),
+            "payer_id": str(lines["payer_id"].iloc[i]),
+            "hcpcs_code": str(lines["hcpcs_code"].iloc[i]),
+            "owner_team": str(team[i]),
+            "reason_group": str(group[i]),
+            "denial_probability": float(scored.p[i]),
+            "probability_after_fixes": float(scored.after_fixes[i]),
+            "value": float(value[i]),
+            "reason": str(reasons[i]).split(SEP, 1)[0],
+            "fix": str(fixes[i]).split(SEP, 1)[0],
+        }
+        for i in best  # at most TOP_LINES rows a block, not a loop over the lines
+    ]

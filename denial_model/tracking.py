@@ -371,6 +371,11 @@ def log_scoring(
         (folder / "batch_summary.json").write_text(json.dumps(batch, indent=2))
         if summary.scored >= MIN_DRIFT_LINES:  # a histogram of a handful of lines says nothing
             _score_histogram(summary, folder / "plots")
+        if summary.scored:  # the supervisor's page: open report.html in the run's artifacts
+            from denial_model.batch_report import render_report
+
+            title = f"Scoring run: {params.get('input', '')}"
+            (folder / "report.html").write_text(render_report(summary, drift, reference, title=title))
         upload = Path(output_path) if upload_output and output_path is not None else None  # PHI: on request
         run_id = _log_run(tracking_uri, experiment, params, metrics, tags, folder, upload)
     return {"run_id": run_id, "drift": drift, "drift_warning": drifted}

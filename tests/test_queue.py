@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,3 +192,40 @@ def test_the_medium_tier_is_at_most_a_fifth_of_the_calibration_lines():
     assert 0 < medium.mean() <= MAX_MEDIUM_SHARE and t.medium <= t.high
     lower = p[p < t.medium].max()
     assert ((p >= lower) & (p < t.high)).mean() > MAX_MEDIUM_SHARE, "the lowest cut that keeps the share"
+
+
+def test_the_scoring_runs_report_shows_the_scored_files_numbers(trained, tmp_path):
+    """A tracked run's report.html, rendered and read back: dollars by payer and by reason
+    group and the top lines are the scored file's."""
+    import re
+
+    from mlflow import MlflowClient
+
+    from denial_model.jobs import run_scoring
+
+    batch = simulate(SimConfig(lines=3_000, seed=78, start=pd.Timestamp("2025-10-01").date(), months=1))
+    write_table(batch, tmp_path / "b.parquet")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = run_scoring(
+        tmp_path / "b.parquet", tmp_path / "s.parquet", load_artifact(trained[0]), tracking_uri=uri
+    )
+    client = MlflowClient(tracking_uri=uri)
+    page = (Path(client.download_artifacts(run.tracking["run_id"], "report.html", str(tmp_path)))).read_text()
+    scored = pd.read_parquet(tmp_path / "s.parquet")
+    for col, title in (("payer_id", "payer"), ("reason_group", "reason group")):
+        section = page.split(f"Dollars at risk by {title}</h2>", 1)[1].split("</table>", 1)[0]
+        shown = dict(re.findall(r"<tr><td>([^<]*)</td><td class=\"n\">\$([\d,]+)</td>", section))
+        want = scored.groupby(col)["dollars_at_risk"].sum()
+        assert len(shown) == len(want[want.index != ""]) or len(shown) == len(want)
+        for key, dollars in shown.items():
+            assert float(dollars.replace(",", "")) == pytest.approx(
+                want[key if key != "(none)" else ""], abs=1.0
+            )
+    queue = build_queue(scored, capacity=20)
+    top = page.split("The most valuable lines to work</h2>", 1)[1].split("</table>", 1)[0]
+    claims = re.findall(r"<tr><td>([^<]+)</td><td class=\"n\">(\d+)</td>", top)
+    assert claims == list(zip(queue["claim_id"].astype(str), queue["line_number"].astype(str), strict=True))
+    assert "data:image/png;base64," in page and "Drift" in page
+    assert not set(scored["patient_id"].astype(str)) & set(re.findall(r"[\w-]+", page)), (
+        "no patient on the page"
+    )
