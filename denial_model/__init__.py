@@ -59,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     # scoring
     "score_frame": "score",
     "score_file": "score",
+    # the work queue
+    "REASON_GROUPS": "groups",
+    "build_queue": "queue",
 }
 
 __all__ = sorted(_EXPORTS)

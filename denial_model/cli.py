@@ -473,26 +473,23 @@ def score(
     from denial_model.files import read_table
     from denial_model.jobs import load_model, run_scoring
 
+    common = {
+        "model_ref": model,
+        "rejects_path": rejects,
+        "track": not no_tracking,
+        "require_tracking": require_tracking,
+        "tracking_uri": tracking_uri,
+        "date_format": date_format,
+    }
     if engine is Engine.spark:
-        if upload_output:
-            raise ConfigError("--upload-output uploads one scored file: use it with --engine local")
         from denial_model.spark.job import run_spark_scoring
 
+        if upload_output:
+            raise ConfigError("--upload-output uploads one scored file: use it with --engine local")
         loaded = load_model(model, tracking_uri, model_sha256)
         with console.status("scoring on Spark"):
             run = run_spark_scoring(
-                input,
-                output,
-                loaded,
-                model_ref=model,
-                rejects_path=rejects,
-                history_path=history,
-                master=master,
-                partitions=partitions,
-                track=not no_tracking,
-                require_tracking=require_tracking,
-                tracking_uri=tracking_uri,
-                date_format=date_format,
+                input, output, loaded, history_path=history, master=master, partitions=partitions, **common
             )
         _report_scoring(run, f"Scored {input} -> {output} on Spark (rejects: {run.rejects})")
         return
@@ -506,16 +503,11 @@ def score(
             input,
             output,
             loaded,
-            model_ref=model,
-            rejects_path=rejects,
             history=hist,
             chunk_lines=chunk_lines,
-            track=not no_tracking,
-            require_tracking=require_tracking,
-            tracking_uri=tracking_uri,
             upload_output=upload_output,
             on_chunk=lambda s: bar.update(task, description=f"scored {s.scored:,} lines"),
-            date_format=date_format,
+            **common,
         )
     _report_scoring(run, f"Scored {input} -> {output} (rejects: {run.rejects})")
 

@@ -34,28 +34,18 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from threadpoolctl import threadpool_limits
 
-__all__ = ["BinnedPredictor", "PublicPredictor", "make_predictor"]
+__all__ = ["BinnedGroups", "BinnedPredictor", "PublicPredictor", "make_predictor"]
 
 PARALLEL_ROWS = 50_000
 
 
-class BinnedPredictor:
-    """P(denied) for a feature frame of `ClaimFeatures`, equal to the public path."""
+class _Binned:
+    """A fitted booster's own binning of a `ClaimFeatures` frame (shared by both predictors)."""
 
-    def __init__(self, classifier: CalibratedClassifierCV):
+    def _bind(self, hgb: HistGradientBoostingClassifier) -> None:
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads  # private: guarded here
 
-        if not isinstance(classifier, CalibratedClassifierCV) or len(classifier.calibrated_classifiers_) != 1:
-            raise TypeError("expected a CalibratedClassifierCV fitted on a frozen booster")
-        cc = classifier.calibrated_classifiers_[0]
-        hgb = getattr(cc.estimator, "estimator", cc.estimator)  # unwrap FrozenEstimator
-        if not isinstance(hgb, HistGradientBoostingClassifier) or hgb.n_trees_per_iteration_ != 1:
-            raise TypeError("expected a binary HistGradientBoostingClassifier")
-        if cc.method != "isotonic" or not isinstance(cc.calibrators[0], IsotonicRegression):
-            raise TypeError("expected isotonic calibration")
-        if list(classifier.classes_) != [False, True] or list(hgb.classes_) != [False, True]:
-            raise TypeError("expected classes [False, True]")
-        self.hgb, self.calibrator = hgb, cc.calibrators[0]
+        self.hgb = hgb
         names = list(hgb.feature_names_in_)
         is_cat = np.asarray(hgb.is_categorical_, dtype=bool)
         self.cat_cols = [names[i] for i in np.flatnonzero(is_cat)]
@@ -73,13 +63,17 @@ class BinnedPredictor:
         self.zero_bins = np.array([np.searchsorted(t, 0.0) for t in self.thresholds], dtype=np.uint8)
         self.one_bins = np.array([np.searchsorted(t, 1.0) for t in self.thresholds], dtype=np.uint8)
         self.n_threads = _openmp_effective_n_threads()
-        self.trees = [tree for (tree,) in hgb._predictors]
+        # iteration -> one tree per class (one tree for a binary booster)
+        self.iterations = [list(trees) for trees in hgb._predictors]
         # column -> the trees with a split on it: only those can change when it changes
         self.trees_using: dict[int, list[int]] = {}
-        for t, tree in enumerate(self.trees):
-            split = tree.nodes["feature_idx"][tree.nodes["is_leaf"] == 0]
-            for j in np.unique(split):
-                self.trees_using.setdefault(int(j), []).append(t)
+        for t, trees in enumerate(self.iterations):
+            for tree in trees:
+                split = tree.nodes["feature_idx"][tree.nodes["is_leaf"] == 0]
+                for j in np.unique(split):
+                    used = self.trees_using.setdefault(int(j), [])
+                    if not used or used[-1] != t:
+                        used.append(t)
 
     def _codes(self, k: int, col: pd.Series) -> np.ndarray:
         """Category codes of the featurizer -> the encoder's codes (NaN: missing or unseen)."""
@@ -98,8 +92,6 @@ class BinnedPredictor:
         b[np.isnan(x)] = self.missing_bin
         return b
 
-    # The scoring interface (shared with PublicPredictor): prepare once, score the prepared
-    # rows (raw, then calibrate), and score subsets with one feature set to 0 (counterfactuals).
     def prepare(self, X: pd.DataFrame, binary: tuple[list[str], np.ndarray] | None = None) -> np.ndarray:
         """The booster's uint8 bins of `X` (C order, one row per line).
 
@@ -129,6 +121,28 @@ class BinnedPredictor:
 
     def _threads(self, rows: int) -> int:
         return self.n_threads if rows >= PARALLEL_ROWS else 1
+
+
+class BinnedPredictor(_Binned):
+    """P(denied) for a feature frame of `ClaimFeatures`, equal to the public path."""
+
+    def __init__(self, classifier: CalibratedClassifierCV):
+        if not isinstance(classifier, CalibratedClassifierCV) or len(classifier.calibrated_classifiers_) != 1:
+            raise TypeError("expected a CalibratedClassifierCV fitted on a frozen booster")
+        cc = classifier.calibrated_classifiers_[0]
+        hgb = getattr(cc.estimator, "estimator", cc.estimator)  # unwrap FrozenEstimator
+        if not isinstance(hgb, HistGradientBoostingClassifier) or hgb.n_trees_per_iteration_ != 1:
+            raise TypeError("expected a binary HistGradientBoostingClassifier")
+        if cc.method != "isotonic" or not isinstance(cc.calibrators[0], IsotonicRegression):
+            raise TypeError("expected isotonic calibration")
+        if list(classifier.classes_) != [False, True] or list(hgb.classes_) != [False, True]:
+            raise TypeError("expected classes [False, True]")
+        self._bind(hgb)
+        self.calibrator = cc.calibrators[0]
+        self.trees = [tree for (tree,) in self.iterations]
+
+    # The scoring interface (shared with PublicPredictor): prepare once, score the prepared
+    # rows (raw, then calibrate), and score subsets with one feature set to 0 (counterfactuals).
 
     def raw(self, Xb: np.ndarray) -> np.ndarray:
         """The booster's raw score (log-odds) of binned rows."""
@@ -188,6 +202,41 @@ class BinnedPredictor:
 
     def __call__(self, X: pd.DataFrame) -> np.ndarray:
         return self.proba(self.prepare(X))
+
+
+class BinnedGroups(_Binned):
+    """P(reason group | denied) of the calibrated multiclass group booster
+    (`train.fit_reason_groups`) on its own bins, equal to its public `predict_proba`: the
+    raw score of each class summed over the trees, each class's sigmoid calibrator, the rows
+    normalized (as `CalibratedClassifierCV` does for several classes)."""
+
+    def __init__(self, classifier: CalibratedClassifierCV):
+        if not isinstance(classifier, CalibratedClassifierCV) or len(classifier.calibrated_classifiers_) != 1:
+            raise TypeError("expected a CalibratedClassifierCV fitted on a frozen booster")
+        cc = classifier.calibrated_classifiers_[0]
+        hgb = getattr(cc.estimator, "estimator", cc.estimator)
+        if not isinstance(hgb, HistGradientBoostingClassifier) or hgb.n_trees_per_iteration_ < 3:
+            raise TypeError("expected a multiclass HistGradientBoostingClassifier")
+        if cc.method != "sigmoid" or len(cc.calibrators) != hgb.n_trees_per_iteration_:
+            raise TypeError("expected one sigmoid calibrator per class")
+        self._bind(hgb)
+        self.calibrators = list(cc.calibrators)
+        self.columns_of = np.searchsorted(np.asarray(cc.classes), np.asarray(hgb.classes_))
+        self.n_classes = len(cc.classes)
+
+    def proba(self, Xb: np.ndarray) -> np.ndarray:
+        raw = np.tile(np.asarray(self.hgb._baseline_prediction, dtype=float).ravel(), (len(Xb), 1))
+        threads = self._threads(len(Xb))
+        for trees in self.iterations:
+            for k, tree in enumerate(trees):
+                raw[:, k] += tree.predict_binned(Xb, self.missing_bin, threads)
+        proba = np.zeros((len(Xb), self.n_classes))
+        for k, calibrator in enumerate(self.calibrators):
+            proba[:, self.columns_of[k]] = calibrator.predict(raw[:, k])
+        total = proba.sum(axis=1, keepdims=True)
+        proba = np.divide(proba, total, out=np.full_like(proba, 1 / self.n_classes), where=total != 0)
+        proba[(proba > 1.0) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
 
 
 class PublicPredictor:

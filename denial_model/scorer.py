@@ -33,7 +33,7 @@ from denial_model.explain import (
     zeroed_fixes,
 )
 from denial_model.groups import REASON_GROUPS, TEAMS, group_proba
-from denial_model.predict import BinnedPredictor, PublicPredictor, make_predictor
+from denial_model.predict import BinnedGroups, BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
 from denial_model.table import ClaimFrame, validate
 from denial_model.thresholds import TIERS, Thresholds
@@ -103,6 +103,7 @@ class Scorer:
         self.model = model
         self.thresholds = thresholds
         self.groups = groups  # P(reason group | denied), or None (models before 0.6)
+        self._groups_verified = False
         self.features = model.named_steps[FEATURES]
         self.classifier = model.named_steps[CLASSIFIER]
         self.predictor_check = "not checked yet (checked on the first lines scored)"
@@ -193,7 +194,7 @@ class Scorer:
         p = predictor.calibrate(raw)
         findings = counterfactuals(predictor, prepared, rk, raw)
         after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
-        group = self.reason_groups(rk, attrs, findings)
+        group = self.reason_groups(rk, attrs, findings, p)
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,
@@ -254,17 +255,52 @@ class Scorer:
         out[target[mine]] = again[mine]
         return out
 
-    def group_proba(self, rk: RuleResult, attrs: pd.DataFrame) -> np.ndarray | None:
-        """P(reason group | denied) per line (columns: REASON_GROUPS), None without a group model."""
+    @cached_property
+    def group_predictor(self) -> BinnedGroups | None:
+        """The group model on its own bins, or None (the public path) when it does not allow it."""
+        try:
+            return BinnedGroups(self.groups)
+        except (TypeError, AttributeError, KeyError, IndexError, ImportError, ValueError):
+            return None
+
+    def group_proba(self, ids: list[str], hits: np.ndarray, attrs: pd.DataFrame) -> np.ndarray | None:
+        """P(reason group | denied) per line (columns: REASON_GROUPS), None without a group
+        model. On the group booster's bins when it allows it: the first time, checked against
+        its public `predict_proba` on the first lines (up to 256), and on any difference the
+        public path is used from then on."""
         if self.groups is None:
             return None
-        return group_proba(self.groups, self.features.assemble(rk.hits, attrs))
+        attrs = attrs.reset_index(drop=True)
+        fast = self.group_predictor
+        if fast is not None:
+            proba = fast.proba(fast.prepare(attrs, binary=(ids, hits)))
+            out = np.zeros((len(attrs), len(REASON_GROUPS)))
+            out[:, np.asarray(self.groups.classes_, dtype=np.int64)] = proba
+            if self._groups_verified:
+                return out
+            k = min(len(attrs), 256)
+            public = group_proba(self.groups, self.features.assemble(hits[:k], attrs.iloc[:k]))
+            if np.allclose(out[:k], public, rtol=0, atol=1e-12):
+                self._groups_verified = True
+                return out
+            warnings.warn(
+                "fast binned reason groups differ from predict_proba; using the public path",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.__dict__["group_predictor"] = None
+        return group_proba(self.groups, self.features.assemble(hits, attrs))
 
-    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, findings) -> np.ndarray:
-        """The likeliest reason group of each line (index into REASON_GROUPS, -1 for none):
-        the group model's, else the group of the line's most costly finding."""
-        proba = self.group_proba(rk, attrs)
-        if proba is not None:
-            return np.argmax(proba, axis=1).astype(np.int64)
+    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, findings, p: np.ndarray) -> np.ndarray:
+        """The likeliest reason group of each line that has a finding or is medium or high
+        risk (index into REASON_GROUPS; -1 for a low-risk line with no finding: nothing to
+        route), by the group model, else the group of the line's most costly finding."""
+        if self.groups is not None:
+            out = np.full(len(attrs), -1, dtype=np.int64)
+            rows = np.flatnonzero(rk.hits.any(axis=1) | (p >= self.thresholds.medium))
+            if len(rows):
+                proba = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows])
+                out[rows] = np.argmax(proba, axis=1)
+            return out
         named = rules_group(rk, findings, len(attrs))
         return pd.Index(REASON_GROUPS).get_indexer(pd.Series(named, dtype=object)).astype(np.int64)

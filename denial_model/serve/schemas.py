@@ -87,7 +87,9 @@ class ScoredLine(BaseModel):
     fixes: str = Field(description="What to change and the probability after the change, ' | '-separated.")
     dollars_at_risk: float = Field(description="denial_probability x billed_amount.")
     probability_after_fixes: float = Field(description="P(denied) with every fixable finding corrected.")
-    reason_group: str = Field(description="The likeliest reason group if denied ('' when unknown).")
+    reason_group: str = Field(
+        description="The likeliest reason group if denied ('' for a low-risk line with no finding)."
+    )
     owner_team: str = Field(description="The team that works the reason group ('' when unknown).")
 
 
