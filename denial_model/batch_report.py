@@ -47,7 +47,7 @@ def _money(v: float) -> str:
     return f"${v:,.0f}"
 
 
-def _dollars_table(title: str, by: dict, total: float) -> str:
+def _dollars_table(title: str, key: str, by: dict, total: float) -> str:
     rows = [
         [k or "(none)", _money(v), f"{v / total:.1%}" if total else ""]
         for k, v in sorted(by.items(), key=lambda kv: -kv[1])
@@ -117,8 +117,8 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>",
         f"<p>{summary.rows_in:,} lines in: {summary.scored:,} scored, {summary.rejected:,} rejected. "
         f"Tiers: {tiers}. Dollars at risk {_money(total)} of {_money(summary.billed)} billed.</p>",
-        _dollars_table("Dollars at risk by payer", summary.by_payer, total),
-        _dollars_table("Dollars at risk by reason group", summary.by_group, total),
+        _dollars_table("Dollars at risk by payer", "payer", summary.by_payer, total),
+        _dollars_table("Dollars at risk by reason group", "reason group", summary.by_group, total),
         "<h2>The most valuable lines to work</h2>",
         _table(
             [

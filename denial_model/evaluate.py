@@ -36,7 +36,6 @@ __all__ = [
     "group_metrics",
     "group_table",
     "metrics_dict",
-    "rules_only_group",
     "segments",
 ]
 
@@ -203,28 +202,12 @@ def metrics_dict(table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def rules_only_group(result) -> np.ndarray:
-    """The rules' answer to "denied for what": per line, the reason group (`groups.carc_group`)
-    of its first fired deny rule in pack order, else of its first risk rule, '' for none."""
-    from denial_model.groups import carc_group
-
-    hits = np.asarray(result.hits, dtype=bool)
-    out = np.full(len(hits), "", dtype=object)
-    carcs = np.array([r.carc for r in result.rules], dtype=object)
-    for severity in ("risk", "deny"):  # deny last: it overwrites
-        cols = np.array([r.severity == severity for r in result.rules], dtype=bool)
-        sub = hits[:, cols]
-        has = sub.any(axis=1)
-        out[has] = carc_group(carcs[cols][np.argmax(sub[has], axis=1)])
-    return out
-
-
 def group_table(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """How well each answer names the reason group of the test months' denied lines (those
     whose CARC has a group): log loss of P(group | denied) and top-1 accuracy, for the
     group model, the rules (their group, calibrated into a distribution on `earlier`: P(true
     group | the rules' group), add-one smoothed) and the groups' shares in `earlier`."""
-    from denial_model.groups import REASON_GROUPS, group_labels
+    from denial_model.groups import REASON_GROUPS, group_labels, rules_group
 
     k = len(REASON_GROUPS)
     y, y_earlier = group_labels(test), group_labels(earlier)
@@ -236,8 +219,8 @@ def group_table(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame) -> pd
     answers: dict[str, np.ndarray] = {"prior": np.tile(prior, (len(y), 1))}
     frame = as_claim_frame(test_d)
     rk = scorer.rules.evaluate(frame)
-    named_earlier = rules_only_group(scorer.rules.evaluate(earlier_d))
-    named_test = rules_only_group(rk)
+    named_earlier = rules_group(scorer.rules.evaluate(earlier_d))
+    named_test = rules_group(rk)
     lookup = pd.crosstab(pd.Series(named_earlier, name="named"), pd.Series(y_earlier, name="true"))
     lookup = lookup.reindex(columns=range(k), fill_value=0) + 1.0
     lookup = lookup.div(lookup.sum(axis=1), axis=0)

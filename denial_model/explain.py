@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from denial_model.groups import UNFIXABLE_CATEGORIES, carc_group
+from denial_model.groups import UNFIXABLE_CATEGORIES
 from denial_model.rules.engine import RuleResult
 from denial_model.rules.kinds import KINDS
 from denial_model.rules.pack import CATEGORIES
@@ -82,11 +82,17 @@ def fixable_pairs(result: RuleResult, rows: np.ndarray, rules: np.ndarray) -> tu
     return rows[order], rules[order]
 
 
-def zeroed_fixes(predictor, prepared, result: RuleResult, p: np.ndarray) -> np.ndarray:
+def zeroed_fixes(
+    predictor, prepared, result: RuleResult, p: np.ndarray, skip: np.ndarray | None = None
+) -> np.ndarray:
     """`p` with every line's fixable findings corrected at the feature level (their rule
-    features set to 0 together); `p` itself for a line without one."""
+    features set to 0 together); `p` itself for a line without one, or one in `skip` (a
+    bool mask: lines answered otherwise)."""
     out = np.array(p, dtype=float, copy=True)
     rows, rules = fixable_pairs(result, *np.nonzero(result.hits))
+    if skip is not None and len(rows):
+        keep = ~skip[rows]
+        rows, rules = rows[keep], rules[keep]
     if len(rows):
         out[np.unique(rows)] = predictor.proba_zeroed_sets(
             prepared, rows, [result.rules[j].id for j in rules]
@@ -115,17 +121,6 @@ def repaired(lines: pd.DataFrame, result: RuleResult, rows: np.ndarray, rules: n
         rule = result.rules[j]
         KINDS[rule.kind].repairs(sub, at[rules[can] == j], rule.params, policies.get(rule.policy))
     return sub, take
-
-
-def rules_group(result: RuleResult, findings: Findings, n: int) -> np.ndarray:
-    """Per line: the reason group of its most costly finding (the one whose fix lowers the
-    probability most: `findings` are sorted that way), '' for a line without one."""
-    out = np.full(n, "", dtype=object)
-    if len(findings.row):
-        first = np.r_[True, findings.row[1:] != findings.row[:-1]]
-        carcs = np.array([r.carc for r in result.rules], dtype=object)
-        out[findings.row[first]] = carc_group(carcs[findings.rule[first]])
-    return out
 
 
 def _join_per_line(n: int, rows: np.ndarray, pieces: pa.Array) -> pa.Array:

@@ -17,7 +17,8 @@ are one reason) into seven, and each group has one owner (the lists are `CARC_GR
 All fixes together (`probability_after_fixes`) correct every finding but those of
 `UNFIXABLE_CATEGORIES`. A CARC outside the map has no group: such denials are left out of
 the group model's training, never guessed. A rule's group is its CARC's, so the rules-only
-answer to "why will it be denied" is the group of the line's most costly finding.
+answer to "why will it be denied" is the group of the line's first fired deny rule
+(`rules_group`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "carc_group",
     "group_labels",
     "group_proba",
+    "rules_group",
     "team_of",
 ]
 
@@ -114,4 +116,18 @@ def group_proba(model, X: pd.DataFrame) -> np.ndarray:
     out = np.zeros((len(X), len(REASON_GROUPS)))
     if len(X):
         out[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(X)
+    return out
+
+
+def rules_group(result) -> np.ndarray:
+    """The rules' answer to "denied for what": per line, the reason group (`groups.carc_group`)
+    of its first fired deny rule in pack order, else of its first risk rule, '' for none."""
+    hits = np.asarray(result.hits, dtype=bool)
+    out = np.full(len(hits), "", dtype=object)
+    carcs = np.array([r.carc for r in result.rules], dtype=object)
+    for severity in ("risk", "deny"):  # deny last: it overwrites
+        cols = np.array([r.severity == severity for r in result.rules], dtype=bool)
+        sub = hits[:, cols]
+        has = sub.any(axis=1)
+        out[has] = carc_group(carcs[cols][np.argmax(sub[has], axis=1)])
     return out

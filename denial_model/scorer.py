@@ -29,10 +29,9 @@ from denial_model.explain import (
     fixable_pairs,
     reasons_and_fixes,
     repaired,
-    rules_group,
     zeroed_fixes,
 )
-from denial_model.groups import REASON_GROUPS, TEAMS, group_proba
+from denial_model.groups import REASON_GROUPS, TEAMS, group_proba, rules_group
 from denial_model.predict import BinnedGroups, BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
 from denial_model.table import ClaimFrame, validate
@@ -194,7 +193,7 @@ class Scorer:
         p = predictor.calibrate(raw)
         findings = counterfactuals(predictor, prepared, rk, raw)
         after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
-        group = self.reason_groups(rk, attrs, findings, p)
+        group = self.reason_groups(rk, attrs, p)
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,
@@ -239,11 +238,10 @@ class Scorer:
         data (a copy of the lines of the patients concerned, validated, rules, features and
         model again), and what still fires that is fixable is corrected at the feature level
         (`explain.zeroed_fixes`). A line without a fixable finding keeps `p`."""
-        out = zeroed_fixes(predictor, prepared, rk, p)
         rows, rules = fixable_pairs(rk, *np.nonzero(rk.hits))
         found = repaired(lines, rk, rows, rules, self.rules.pack_) if len(rows) else None
         if found is None:
-            return out
+            return zeroed_fixes(predictor, prepared, rk, p)
         sub, take = found
         v = validate(sub, keep_extra=False)
         frame = ClaimFrame(v.lines)
@@ -252,6 +250,9 @@ class Scorer:
         again = zeroed_fixes(predictor, prepared2, rk2, predictor.proba(prepared2))
         target = take[v.rows]
         mine = np.isin(target, rows)  # only lines with a fixable finding of their own take it
+        rescored = np.zeros(len(p), dtype=bool)
+        rescored[target[mine]] = True
+        out = zeroed_fixes(predictor, prepared, rk, p, skip=rescored)  # the others, on the first pass
         out[target[mine]] = again[mine]
         return out
 
@@ -291,10 +292,10 @@ class Scorer:
             self.__dict__["group_predictor"] = None
         return group_proba(self.groups, self.features.assemble(hits, attrs))
 
-    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, findings, p: np.ndarray) -> np.ndarray:
+    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, p: np.ndarray) -> np.ndarray:
         """The likeliest reason group of each line that has a finding or is medium or high
         risk (index into REASON_GROUPS; -1 for a low-risk line with no finding: nothing to
-        route), by the group model, else the group of the line's most costly finding."""
+        route), by the group model, else (models before 0.6) by the rules (`groups.rules_group`)."""
         if self.groups is not None:
             out = np.full(len(attrs), -1, dtype=np.int64)
             rows = np.flatnonzero(rk.hits.any(axis=1) | (p >= self.thresholds.medium))
@@ -302,5 +303,5 @@ class Scorer:
                 proba = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows])
                 out[rows] = np.argmax(proba, axis=1)
             return out
-        named = rules_group(rk, findings, len(attrs))
+        named = rules_group(rk)
         return pd.Index(REASON_GROUPS).get_indexer(pd.Series(named, dtype=object)).astype(np.int64)

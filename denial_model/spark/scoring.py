@@ -190,15 +190,26 @@ def _output_schema(prepared, extra):
     )
 
 
-def _run(df, job_args: dict, extra, mode: str, spark, partitions: int | None) -> SparkScores:
+def _run(
+    prepared, extra, partitions: int | None, block_lines: int, date_format: str | None, **job
+) -> SparkScores:
+    """Plan the job over `prepared` lines: `extra` output columns; `job`: the rest of `Job`."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from denial_model.spark import _arrow
 
-    prepared = job_args.pop("prepared")
+    spark = prepared.sparkSession
+    mode = job["mode"]
     schema = _output_schema(prepared, extra)
-    job = Job(mode=mode, schema=_arrow.arrow_schema(spark, schema), **job_args)
+    if not isinstance(block_lines, int) or block_lines < 1:
+        raise SparkError(f"block_lines must be a whole number >= 1, got {block_lines!r}")
+    job = Job(
+        schema=_arrow.arrow_schema(spark, schema),
+        block_lines=block_lines,
+        date_format=check_date_format(date_format),
+        **job,
+    )
     n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     planned = prepared.repartition(n, KEY).sortWithinPartitions(KEY, EARLIER, ROW)
     out = planned.mapInArrow(lambda it: run_partition(it, job), schema).persist(StorageLevel.MEMORY_AND_DISK)
@@ -218,12 +229,11 @@ def _shipped(spark, model):
         from denial_model.jobs import load_model
 
         model = load_model(model)
-    loaded = model
-    estimator = getattr(loaded, "estimator", loaded)
+    estimator = getattr(model, "estimator", model)
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer)
     payload = buffer.getvalue()
-    return spark.sparkContext.broadcast(payload), hashlib.sha256(payload).hexdigest(), loaded.drift_reference
+    return spark.sparkContext.broadcast(payload), hashlib.sha256(payload).hexdigest(), model.drift_reference
 
 
 def score_spark(
@@ -250,16 +260,18 @@ def score_spark(
     spark = df.sparkSession
     broadcast, digest, reference = _shipped(spark, model)
     extra = [StructField(c, _arrow.spark_type(t)) for c, t in SCORE_TYPES.items()]
-    args = {
-        "prepared": _prepared(df, history, row_id),
-        "model": broadcast,
-        "model_sha256": digest,
-        "reference": reference,
-        "pack": None,
-        "block_lines": _positive(block_lines),
-        "date_format": check_date_format(date_format),
-    }
-    return _run(df, args, extra, "score", spark, partitions)
+    return _run(
+        _prepared(df, history, row_id),
+        extra,
+        partitions,
+        block_lines,
+        date_format,
+        mode="score",
+        model=broadcast,
+        model_sha256=digest,
+        reference=reference,
+        pack=None,
+    )
 
 
 def check_spark(
@@ -278,23 +290,20 @@ def check_spark(
 
     from denial_model.rules.pack import load_pack
 
-    args = {
-        "prepared": _prepared(df, None, row_id),
-        "model": None,
-        "model_sha256": "",
-        "reference": None,
-        "pack": pack or load_pack(),
-        "block_lines": _positive(block_lines),
-        "date_format": check_date_format(date_format),
-    }
     extra = [StructField(c, StringType()) for c in CHECK_COLUMNS]
-    return _run(df, args, extra, "check", df.sparkSession, partitions)
-
-
-def _positive(n: int) -> int:
-    if not isinstance(n, int) or n < 1:
-        raise SparkError(f"block_lines must be a whole number >= 1, got {n!r}")
-    return n
+    prepared = _prepared(df, None, row_id)
+    return _run(
+        prepared,
+        extra,
+        partitions,
+        block_lines,
+        date_format,
+        mode="check",
+        model=None,
+        model_sha256="",
+        reference=None,
+        pack=pack or load_pack(),
+    )
 
 
 def write_spark(df, path: str | Path) -> None:
