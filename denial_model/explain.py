@@ -57,7 +57,7 @@ def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) ->
 
     `predictor` is a `denial_model.predict` predictor, `prepared` its `prepare(...)` of the
     lines and `raw` its `raw(prepared)`."""
-    row, rule = np.nonzero(result.hits)
+    row, rule = result.pairs
     if 0 < len(row) <= STACKED_PAIRS:
         after = predictor.proba_zeroed_pairs(prepared, row, [result.rules[j].id for j in rule])
         by_line = np.lexsort((rule, after, row))
@@ -72,14 +72,13 @@ def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) ->
     return Findings(row=row[by_line], rule=rule[by_line], after=after[by_line])
 
 
-def fixable_pairs(result: RuleResult, rows: np.ndarray, rules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fixable_pairs(result: RuleResult) -> tuple[np.ndarray, np.ndarray]:
     """The (line, fired rule) pairs whose finding a change to the claim can cure (all but
     `groups.UNFIXABLE_CATEGORIES`), sorted by line."""
+    rows, rules = result.pairs
     fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in result.rules], dtype=bool)
     keep = fixable[rules] if len(rules) else np.zeros(0, dtype=bool)
-    rows, rules = rows[keep], rules[keep]
-    order = np.argsort(rows, kind="stable")
-    return rows[order], rules[order]
+    return rows[keep], rules[keep]
 
 
 def zeroed_fixes(
@@ -89,7 +88,7 @@ def zeroed_fixes(
     features set to 0 together); `p` itself for a line without one, or one in `skip` (a
     bool mask: lines answered otherwise)."""
     out = np.array(p, dtype=float, copy=True)
-    rows, rules = fixable_pairs(result, *np.nonzero(result.hits))
+    rows, rules = fixable_pairs(result)
     if skip is not None and len(rows):
         keep = ~skip[rows]
         rows, rules = rows[keep], rules[keep]
@@ -112,9 +111,6 @@ def repaired(lines: pd.DataFrame, result: RuleResult, rows: np.ndarray, rules: n
     patients = lines["patient_id"].iloc[rows[can]].unique()
     take = np.flatnonzero(lines["patient_id"].isin(patients).to_numpy())
     sub = lines.iloc[take].reset_index(drop=True)
-    for c in sub.columns:
-        if isinstance(sub[c].dtype, pd.CategoricalDtype):
-            sub[c] = sub[c].astype(object)
     at = np.searchsorted(take, rows[can])
     policies = {pol.name: pol for pol in pack.policies}
     for j in np.unique(rules[can]):

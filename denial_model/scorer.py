@@ -15,6 +15,7 @@ the public path from then on.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
@@ -34,7 +35,7 @@ from denial_model.explain import (
 from denial_model.groups import REASON_GROUPS, TEAMS, group_proba, rules_group
 from denial_model.predict import BinnedGroups, BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
-from denial_model.table import ClaimFrame, validate
+from denial_model.table import ClaimFrame
 from denial_model.thresholds import TIERS, Thresholds
 
 __all__ = [
@@ -191,9 +192,12 @@ class Scorer:
         prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
         raw = predictor.raw(prepared)
         p = predictor.calibrate(raw)
-        findings = counterfactuals(predictor, prepared, rk, raw)
-        after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
-        group = self.reason_groups(rk, attrs, p)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # the group model walks its trees (no GIL) on one thread beside the fixes
+            pending = pool.submit(self.reason_groups, rk, attrs, p, 1)
+            findings = counterfactuals(predictor, prepared, rk, raw)
+            after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
+            group = pending.result()
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,
@@ -235,25 +239,26 @@ class Scorer:
     def after_fixes(self, lines, earlier, rk: RuleResult, predictor, prepared, p: np.ndarray) -> np.ndarray:
         """P(denied) of each line once all its fixable findings are corrected, re-scored as
         the corrected claim would be: the findings a kind can repair are repaired in the
-        data (a copy of the lines of the patients concerned, validated, rules, features and
-        model again), and what still fires that is fixable is corrected at the feature level
-        (`explain.zeroed_fixes`). A line without a fixable finding keeps `p`."""
-        rows, rules = fixable_pairs(rk, *np.nonzero(rk.hits))
+        data (a copy of the lines of the patients concerned, in validated form), whose rules
+        and features are evaluated again; the lines with a fixable finding of their own are
+        scored on them, and what still fires that is fixable is corrected at the feature
+        level (`explain.zeroed_fixes`). A line without a fixable finding keeps `p`."""
+        rows, rules = fixable_pairs(rk)
         found = repaired(lines, rk, rows, rules, self.rules.pack_) if len(rows) else None
         if found is None:
             return zeroed_fixes(predictor, prepared, rk, p)
         sub, take = found
-        v = validate(sub, keep_extra=False)
-        frame = ClaimFrame(v.lines)
-        rk2 = self.rules.evaluate(frame, earlier=earlier)
-        prepared2 = predictor.prepare(self.features.attributes(frame, rk2), binary=(rk2.ids, rk2.hits))
+        frame = ClaimFrame(sub)
+        rk2 = self.rules.evaluate(frame, earlier=earlier)  # whole patients: the cross-line rules
+        mine = np.flatnonzero(np.isin(take, rows))  # only lines with a fixable finding of their own
+        attrs = self.features.attributes(frame, rk2).iloc[mine].reset_index(drop=True)
+        rk2 = rk2.take(mine)
+        prepared2 = predictor.prepare(attrs, binary=(rk2.ids, rk2.hits))
         again = zeroed_fixes(predictor, prepared2, rk2, predictor.proba(prepared2))
-        target = take[v.rows]
-        mine = np.isin(target, rows)  # only lines with a fixable finding of their own take it
         rescored = np.zeros(len(p), dtype=bool)
-        rescored[target[mine]] = True
+        rescored[take[mine]] = True
         out = zeroed_fixes(predictor, prepared, rk, p, skip=rescored)  # the others, on the first pass
-        out[target[mine]] = again[mine]
+        out[take[mine]] = again
         return out
 
     @cached_property
@@ -264,17 +269,19 @@ class Scorer:
         except (TypeError, AttributeError, KeyError, IndexError, ImportError, ValueError):
             return None
 
-    def group_proba(self, ids: list[str], hits: np.ndarray, attrs: pd.DataFrame) -> np.ndarray | None:
+    def group_proba(
+        self, ids: list[str], hits: np.ndarray, attrs: pd.DataFrame, threads: int | None = None
+    ) -> np.ndarray | None:
         """P(reason group | denied) per line (columns: REASON_GROUPS), None without a group
-        model. On the group booster's bins when it allows it: the first time, checked against
-        its public `predict_proba` on the first lines (up to 256), and on any difference the
-        public path is used from then on."""
+        model. On the group booster's bins when it allows it (`threads`: its tree walk's):
+        the first time, checked against its public `predict_proba` on the first lines (up to
+        256), and on any difference the public path is used from then on."""
         if self.groups is None:
             return None
         attrs = attrs.reset_index(drop=True)
         fast = self.group_predictor
         if fast is not None:
-            proba = fast.proba(fast.prepare(attrs, binary=(ids, hits)))
+            proba = fast.proba(fast.prepare(attrs, binary=(ids, hits)), threads)
             out = np.zeros((len(attrs), len(REASON_GROUPS)))
             out[:, np.asarray(self.groups.classes_, dtype=np.int64)] = proba
             if self._groups_verified:
@@ -292,7 +299,9 @@ class Scorer:
             self.__dict__["group_predictor"] = None
         return group_proba(self.groups, self.features.assemble(hits, attrs))
 
-    def reason_groups(self, rk: RuleResult, attrs: pd.DataFrame, p: np.ndarray) -> np.ndarray:
+    def reason_groups(
+        self, rk: RuleResult, attrs: pd.DataFrame, p: np.ndarray, threads: int | None = None
+    ) -> np.ndarray:
         """The likeliest reason group of each line that has a finding or is medium or high
         risk (index into REASON_GROUPS; -1 for a low-risk line with no finding: nothing to
         route), by the group model, else (models before 0.6) by the rules (`groups.rules_group`)."""
@@ -300,7 +309,7 @@ class Scorer:
             out = np.full(len(attrs), -1, dtype=np.int64)
             rows = np.flatnonzero(rk.hits.any(axis=1) | (p >= self.thresholds.medium))
             if len(rows):
-                proba = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows])
+                proba = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows], threads)
                 out[rows] = np.argmax(proba, axis=1)
             return out
         named = rules_group(rk)

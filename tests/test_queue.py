@@ -13,7 +13,14 @@ from denial_model.artifact import load_artifact
 from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.explain import repaired
 from denial_model.files import write_table
-from denial_model.groups import REASON_GROUPS, TEAMS, carc_group, group_labels, team_of
+from denial_model.groups import (
+    REASON_GROUPS,
+    TEAMS,
+    UNFIXABLE_CATEGORIES,
+    carc_group,
+    group_labels,
+    team_of,
+)
 from denial_model.jobs import run_training
 from denial_model.queue import QUEUE_COLUMNS, build_queue
 from denial_model.rules.engine import evaluate
@@ -75,7 +82,13 @@ def test_every_repair_cures_the_finding_its_rule_reports(pack):
         sub, take = repaired(lines, before, np.array([0]), np.array([j]), pack)
         if sub.astype(str).equals(lines.iloc[take].reset_index(drop=True).astype(str)):
             continue  # the kind declined (the right code is another policy's): feature level
-        after = evaluate(ClaimFrame(validate(sub).lines), pack)
+        revalidated = validate(sub, keep_extra=False)
+        assert len(revalidated.rejects) == 0, rule.id
+        for c in revalidated.lines.columns:  # the repair writes the validated form: no second validation
+            pd.testing.assert_series_equal(
+                sub[c].astype(object), revalidated.lines[c].astype(object), obj=f"{rule.id}: {c}"
+            )
+        after = evaluate(ClaimFrame(sub), pack)
         assert not after.hits[np.searchsorted(take, 0), after.rules.index(rule)], f"{rule.id} still fires"
         checked += 1
     assert checked >= 40, checked
@@ -102,6 +115,37 @@ def test_all_fixes_together_is_what_the_corrected_claim_scores(trained):
     )
     assert got.loc[0, "probability_after_fixes"] < got.loc[0, "denial_probability"]
     assert got.loc[0, "fixes"].split(" | ")[0].startswith("correct all "), got.loc[0, "fixes"]
+
+
+def test_all_fixes_together_equals_scoring_the_whole_batch_corrected(trained, pack):
+    """Scoring re-scores copies of the patients with a repairable finding only; the answer is
+    the one of the plain way: repair every such finding in the whole batch, score it, and
+    correct what still fires at the feature level."""
+    loaded = load_artifact(trained[0])
+    batch = simulate(SimConfig(lines=6_000, seed=79, start=pd.Timestamp("2025-10-01").date(), months=1))
+    first, _ = score_frame(batch, loaded)
+    lines = validate(batch).lines
+    rk = evaluate(ClaimFrame(lines), pack)
+    policies = {p.name: p for p in pack.policies}
+    fixed = lines.copy()
+    for j, rule in enumerate(rk.rules):  # rule by rule, as scoring applies them
+        repair = KINDS[rule.kind].repairs
+        if repair is not None and rule.category not in UNFIXABLE_CATEGORIES and rk.hits[:, j].any():
+            repair(fixed, np.flatnonzero(rk.hits[:, j]), rule.params, policies.get(rule.policy))
+    second, _ = score_frame(fixed, loaded)
+    left = evaluate(ClaimFrame(fixed), pack)
+    repairable = np.array(
+        [KINDS[r.kind].repairs is not None and r.category not in UNFIXABLE_CATEGORIES for r in rk.rules]
+    )
+    fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in rk.rules])
+    compare = rk.hits[:, fixable].any(axis=1) & ~left.hits[:, repairable].any(axis=1)
+    assert compare.sum() > 500 and (rk.hits[:, repairable].any(axis=1) & compare).sum() > 200
+    np.testing.assert_allclose(
+        first["probability_after_fixes"].to_numpy()[compare],
+        second["probability_after_fixes"].to_numpy()[compare],
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_no_fix_is_offered_that_does_not_lower_the_score_and_the_group_has_its_owner(scored):

@@ -83,6 +83,26 @@ class RuleResult:
         return pd.DataFrame(self.hits, columns=self.ids)
 
     @cached_property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(line, rule index) of every hit, by line and then rule: found once, read by the
+        reasons, the fixes and the corrected claims."""
+        return np.nonzero(self.hits)
+
+    def take(self, rows: np.ndarray) -> RuleResult:
+        """The result of the lines `rows` (positions), in that order."""
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return RuleResult(
+            hits=self.hits[rows],
+            rules=self.rules,
+            drug=self.drug[rows],
+            relevant_until=pick(self.relevant_until),
+            drug_line=pick(self.drug_line),
+        )
+
+    @cached_property
     def _combos(self) -> tuple[np.ndarray, np.ndarray]:
         """(inverse, unique rows) of the hit matrix: per-line strings are built per combo.
 

@@ -185,23 +185,37 @@ def _listed(values: pd.Series, add: list[str] = (), drop: list[str] = ()) -> pd.
     return pd.Series(np.array([edit(u) for u in uniques], dtype=object)[codes], index=values.index)
 
 
+def _write(lines: pd.DataFrame, rows: np.ndarray, column: str, values: Any) -> None:
+    """Write repaired values at positions `rows` in the validated form scoring reads (a
+    categorical column gets new values as categories, its codes set directly), so a
+    corrected claim is scored without validating again."""
+    col = lines[column]
+    if not isinstance(col.dtype, pd.CategoricalDtype):
+        lines.iloc[rows, lines.columns.get_loc(column)] = values
+        return
+    values = np.broadcast_to(np.asarray(values, dtype=object), (len(rows),))
+    cats = col.cat.categories
+    new = pd.Index(pd.unique(values)).difference(cats)
+    if len(new):
+        cats = cats.append(new)
+    codes = col.cat.codes.to_numpy().copy()
+    codes[rows] = cats.get_indexer(values)
+    lines[column] = pd.Categorical.from_codes(codes, categories=cats)
+
+
 def _repair_list(column: str, key: str, adding: bool, first_only: bool = False) -> Repair:
     def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
         items = p[key][:1] if first_only else p[key]
-        at = lines.index[rows]
-        edited = (
-            _listed(lines.loc[at, column], add=items)
-            if adding
-            else _listed(lines.loc[at, column], drop=items)
-        )
-        lines.loc[at, column] = edited
+        current = lines[column].iloc[rows]
+        edited = _listed(current, add=items) if adding else _listed(current, drop=items)
+        _write(lines, rows, column, edited.to_numpy())
 
     return repair
 
 
 def _repair_set(column: str, value: Callable[[dict], Any]) -> Repair:
     def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
-        lines.loc[lines.index[rows], column] = value(p)
+        _write(lines, rows, column, value(p))
 
     return repair
 
@@ -213,7 +227,7 @@ def _repair_code(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None
     code = getattr(getattr(policy, "official_code", None), "code", None)
     code = code or next(iter(getattr(policy, "billed_as", None) or []), None)
     if code and code not in p["codes"]:  # else the right code is another policy's: a coder's call
-        lines.loc[lines.index[rows], "hcpcs_code"] = code
+        _write(lines, rows, "hcpcs_code", code)
 
 
 # what a corrected claim carries where a prior authorization was obtained (any non-empty number)
