@@ -41,6 +41,7 @@ from denial_model.thresholds import TIERS, Thresholds
 __all__ = [
     "CLASSIFIER",
     "FEATURES",
+    "GROUP_COLUMNS",
     "NUMBER_COLUMNS",
     "SCORE_COLUMNS",
     "SCORE_TYPES",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 FEATURES = "features"
+# P(denied for the group) = P(denied) x P(group | denied), for the lines given a reason group
+GROUP_COLUMNS = tuple(f"denial_probability_{g}" for g in REASON_GROUPS)
 CLASSIFIER = "classifier"
 SCORE_COLUMNS = (
     "denial_probability",
@@ -61,8 +64,9 @@ SCORE_COLUMNS = (
     "probability_after_fixes",
     "reason_group",
     "owner_team",
+    *GROUP_COLUMNS,
 )
-NUMBER_COLUMNS = ("denial_probability", "dollars_at_risk", "probability_after_fixes")
+NUMBER_COLUMNS = ("denial_probability", "dollars_at_risk", "probability_after_fixes", *GROUP_COLUMNS)
 SCORE_TYPES = {c: pa.float64() if c in NUMBER_COLUMNS else pa.string() for c in SCORE_COLUMNS}
 _TIERS = pa.array(TIERS)
 _GROUPS = pa.array([*REASON_GROUPS, ""])
@@ -197,7 +201,7 @@ class Scorer:
             pending = pool.submit(self.reason_groups, rk, attrs, p, 1)
             findings = counterfactuals(predictor, prepared, rk, raw)
             after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
-            group = pending.result()
+            group, given = pending.result()
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,
@@ -223,6 +227,10 @@ class Scorer:
             "probability_after_fixes": pa.array(after_fixes, pa.float64()),
             "reason_group": _GROUPS.take(pa.array(np.where(group < 0, len(REASON_GROUPS), group))),
             "owner_team": _OWNERS.take(pa.array(np.where(group < 0, len(REASON_GROUPS), group))),
+            **{
+                c: pa.array(p * given[:, k], pa.float64(), from_pandas=True)  # NaN: not routed
+                for k, c in enumerate(GROUP_COLUMNS)
+            },
         }
         return Scored(
             columns=columns,
@@ -301,16 +309,19 @@ class Scorer:
 
     def reason_groups(
         self, rk: RuleResult, attrs: pd.DataFrame, p: np.ndarray, threads: int | None = None
-    ) -> np.ndarray:
-        """The likeliest reason group of each line that has a finding or is medium or high
-        risk (index into REASON_GROUPS; -1 for a low-risk line with no finding: nothing to
-        route), by the group model, else (models before 0.6) by the rules (`groups.rules_group`)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(likeliest reason group, P(group | denied)) of each line that has a finding or is
+        medium or high risk: an index into REASON_GROUPS (-1 for a low-risk line with no
+        finding: nothing to route) and one column per group (NaN where not routed). By the
+        group model, else (models before 0.6) by the rules (`groups.rules_group`), which give
+        no probabilities (all NaN)."""
+        given = np.full((len(attrs), len(REASON_GROUPS)), np.nan)
         if self.groups is not None:
             out = np.full(len(attrs), -1, dtype=np.int64)
             rows = np.flatnonzero(rk.hits.any(axis=1) | (p >= self.thresholds.medium))
             if len(rows):
-                proba = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows], threads)
-                out[rows] = np.argmax(proba, axis=1)
-            return out
+                given[rows] = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows], threads)
+                out[rows] = np.argmax(given[rows], axis=1)
+            return out, given
         named = rules_group(rk)
-        return pd.Index(REASON_GROUPS).get_indexer(pd.Series(named, dtype=object)).astype(np.int64)
+        return pd.Index(REASON_GROUPS).get_indexer(pd.Series(named, dtype=object)).astype(np.int64), given

@@ -158,6 +158,17 @@ def test_no_fix_is_offered_that_does_not_lower_the_score_and_the_group_has_its_o
     assert (team_of(scored["reason_group"].to_numpy()) == scored["owner_team"].to_numpy()).all()
 
 
+def test_the_group_probabilities_split_the_denial_probability_and_name_the_group(scored):
+    cols = [f"denial_probability_{g}" for g in REASON_GROUPS]
+    has = scored["reason_group"] != ""
+    given = scored.loc[has, cols].to_numpy()
+    assert has.any() and np.isfinite(given).all() and (given >= 0).all()
+    np.testing.assert_allclose(given.sum(axis=1), scored.loc[has, "denial_probability"], rtol=1e-9, atol=1e-12)
+    named = np.asarray(REASON_GROUPS)[np.argmax(given, axis=1)]
+    assert (named == scored.loc[has, "reason_group"].to_numpy()).all()
+    assert scored.loc[~has, cols].isna().all().all(), "no group, no group probabilities"
+
+
 def test_the_group_model_names_the_denial_group_better_than_the_rules(trained):
     table = trained[1].groups.set_index("model")
     assert {"model", "rules_only", "prior"} <= set(table.index)

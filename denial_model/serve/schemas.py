@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, Required, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from typing_extensions import TypedDict
 
+from denial_model.groups import REASON_GROUPS
 from denial_model.samples import clean_claim
+from denial_model.scorer import GROUP_COLUMNS
 from denial_model.table import INPUT_COLUMNS, REQUIRED
 
 __all__ = [
@@ -91,6 +93,17 @@ class ScoredLine(BaseModel):
         description="The likeliest reason group if denied ('' for a low-risk line with no finding)."
     )
     owner_team: str = Field(description="The team that works the reason group ('' when unknown).")
+
+
+# P(denied for each reason group), null where the line has no reason group (scorer.GROUP_COLUMNS)
+ScoredLine = create_model(
+    "ScoredLine",
+    __base__=ScoredLine,
+    **{
+        c: (float | None, Field(None, description=f"P(denied) x P({g} | denied); null without a group."))
+        for g, c in zip(REASON_GROUPS, GROUP_COLUMNS, strict=True)
+    },
+)
 
 
 class ModelSummary(BaseModel):
