@@ -163,7 +163,9 @@ def test_the_group_probabilities_split_the_denial_probability_and_name_the_group
     has = scored["reason_group"] != ""
     given = scored.loc[has, cols].to_numpy()
     assert has.any() and np.isfinite(given).all() and (given >= 0).all()
-    np.testing.assert_allclose(given.sum(axis=1), scored.loc[has, "denial_probability"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        given.sum(axis=1), scored.loc[has, "denial_probability"], rtol=1e-9, atol=1e-12
+    )
     named = np.asarray(REASON_GROUPS)[np.argmax(given, axis=1)]
     assert (named == scored.loc[has, "reason_group"].to_numpy()).all()
     assert scored.loc[~has, cols].isna().all().all(), "no group, no group probabilities"
