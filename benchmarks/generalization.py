@@ -59,7 +59,7 @@ def by_provider_volume(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, float, str]:
     cfg = world_config(world, lines, seed)
     history = simulate(cfg)
     t0 = time.perf_counter()
@@ -70,7 +70,7 @@ def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, pd.DataFra
         scorer, result.splits.earlier, result.splits.test, include_logistic=False, since=first_change(cfg)
     )
     volume = by_provider_volume(scorer, result.splits.earlier, result.splits.test)
-    return generalization_table(table), volume, seconds
+    return generalization_table(table), volume, seconds, result.calibration["method"]
 
 
 def main() -> None:
@@ -81,9 +81,9 @@ def main() -> None:
     args = ap.parse_args()
     verdicts = []
     for world in args.worlds.split(","):
-        gap, volume, seconds = measure(world, args.lines, args.seed)
+        gap, volume, seconds, calibration = measure(world, args.lines, args.seed)
         show = gap[gap["segment"].isin(["all", *CHECKED]) | gap["segment"].str.startswith("since_")]
-        print(f"\n== {world}: {args.lines:,} lines, training {seconds:.0f} s")
+        print(f"\n== {world}: {args.lines:,} lines, training {seconds:.0f} s, {calibration} calibration")
         print(show.round(4).to_string(index=False))
         print(volume.round(4).to_string(index=False))
         checked = gap[gap["segment"].isin(CHECKED)]

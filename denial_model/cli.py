@@ -301,6 +301,15 @@ def simulate(
         console.print(f"wrote {claims} and {remits}")
 
 
+def _calibration_line(chosen: dict) -> str:
+    losses = [
+        f"{m} {chosen[f'{m}_log_loss']:.4f}" for m in ("isotonic", "sigmoid") if f"{m}_log_loss" in chosen
+    ]
+    return chosen["method"] + (
+        f" (out-of-fold log loss on the calibration months: {', '.join(losses)})" if losses else ""
+    )
+
+
 @app.command()
 @friendly
 def train(
@@ -312,13 +321,24 @@ def train(
     params: Annotated[
         Path | None, typer.Option("--params", help="Model settings chosen by `denial-model tune --output`.")
     ] = None,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            help="auto (the lower out-of-fold log loss on the calibration months), isotonic or sigmoid."
+        ),
+    ] = "auto",
 ) -> None:
     """Train, evaluate against baselines, save the artifact and track the run in MLflow."""
+    import dataclasses
+
     from denial_model.files import read_table
     from denial_model.jobs import run_training
+    from denial_model.train import TrainConfig, check_calibration
     from denial_model.tune import load_params
 
-    cfg = load_params(params) if params else None
+    cfg = dataclasses.replace(
+        load_params(params) if params else TrainConfig(), calibration=check_calibration(calibration)
+    )
     with console.status("reading history") as status:
         history = read_table(data)
         out = run_training(
@@ -342,6 +362,7 @@ def train(
             out.groups, "Reason groups of the test months' denied lines: the model beside the rules"
         )
     th = out.manifest["thresholds"]
+    console.print(f"calibration: {_calibration_line(out.result.calibration)}")
     console.print(f"risk tiers: medium >= {th['medium']:.4f}, high >= {th['high']:.4f}")
     console.print(f"wrote {output} and {output.name}.manifest.json (sha256 {out.manifest['sha256'][:12]})")
     if out.tracking:

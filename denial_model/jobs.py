@@ -96,6 +96,7 @@ def run_training(
         extra={
             "split": result.splits.bounds,
             "train_config": cfg.to_dict(),
+            "calibration": result.calibration,
             "drift_reference": reference_profile(x_train, scorer.proba_of_features(x_train)),
         },
         groups=result.groups,
@@ -114,6 +115,7 @@ def run_training(
             "rule_pack.sha256": scorer.pack_sha256,
             "threshold.medium": result.thresholds.medium,
             "threshold.high": result.thresholds.high,
+            **{f"calibration.{k}": v for k, v in result.calibration.items()},
             **{f"data.{k}": v for k, v in (data_params or {}).items()},
         }
         tracked = log_training(

@@ -6,7 +6,7 @@ project's model that is about 12 us per line. The booster itself predicts on its
 uint8 bins (what it does for early stopping) several times faster. `BinnedPredictor` maps
 the featurizer's category codes to the encoder's codes with a lookup table, bins every
 column by the bin mapper's own thresholds (the rule hits by lookup, straight from the hit
-matrix), sums the trees on the bins and applies the isotonic calibrator.
+matrix), sums the trees on the bins and applies the calibrator (isotonic or sigmoid).
 
 It reads fitted attributes that scikit-learn does not promise to keep (`_preprocessor`,
 `_bin_mapper`, `_predictors`, and the private OpenMP helper): this module is the one seam
@@ -139,8 +139,11 @@ class BinnedPredictor(_Binned):
         hgb = getattr(cc.estimator, "estimator", cc.estimator)  # unwrap FrozenEstimator
         if not isinstance(hgb, HistGradientBoostingClassifier) or hgb.n_trees_per_iteration_ != 1:
             raise TypeError("expected a binary HistGradientBoostingClassifier")
-        if cc.method != "isotonic" or not isinstance(cc.calibrators[0], IsotonicRegression):
-            raise TypeError("expected isotonic calibration")
+        if not (
+            (cc.method == "isotonic" and isinstance(cc.calibrators[0], IsotonicRegression))
+            or (cc.method == "sigmoid" and type(cc.calibrators[0]).__name__ == "_SigmoidCalibration")
+        ):
+            raise TypeError(f"expected isotonic or sigmoid calibration, got {cc.method!r}")
         if list(classifier.classes_) != [False, True] or list(hgb.classes_) != [False, True]:
             raise TypeError("expected classes [False, True]")
         self._bind(hgb)

@@ -1,11 +1,17 @@
 """The denial model: one scikit-learn Pipeline (claim features -> calibrated gradient boosting).
 
-Time is respected: the classifier learns on the earlier months, the isotonic calibration on
-the next `calib_months`, and the last `test_months` are kept for evaluation
+Time is respected: the classifier learns on the earlier months, the calibration on the next
+`calib_months`, and the last `test_months` are kept for evaluation
 (`metrics.time_split`). The features' history holds the outcomes of both slices before the
 test, each line reading only those adjudicated before its own submission. Risk-tier cut
 points are chosen on the calibration slice and stored with the model. This module is model
 code only; the training *job* (evaluate, save, track) is `jobs.run_training`.
+
+Calibration is isotonic or sigmoid (Platt), chosen by default on the calibration months
+themselves (`choose_calibration`): isotonic bends to any shape but, fitted on a short slice,
+its steps cost log loss and tie scores that the booster ranked apart; the sigmoid keeps the
+booster's order and needs few lines. Each is fitted on four fifths of the slice's claims and
+scored on the rest, and the lower out-of-fold log loss wins.
 """
 
 from __future__ import annotations
@@ -15,12 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import Pipeline
 
-from denial_model.errors import ClaimTableError
+from denial_model.errors import ClaimTableError, ConfigError
 from denial_model.features import ClaimFeatures
 from denial_model.features.claim import GROUPS
 from denial_model.groups import group_labels
@@ -30,7 +39,16 @@ from denial_model.table import denied_labels
 from denial_model.thresholds import Thresholds, choose_thresholds
 
 # `Thresholds` is re-exported: artifacts saved before 0.2 pickled it as `denial_model.train.Thresholds`.
-__all__ = ["Thresholds", "TrainConfig", "TrainResult", "build_classifier", "fit_reason_groups", "train_model"]
+__all__ = [
+    "Thresholds",
+    "TrainConfig",
+    "TrainResult",
+    "build_classifier",
+    "check_calibration",
+    "choose_calibration",
+    "fit_reason_groups",
+    "train_model",
+]
 
 
 @dataclass
@@ -51,6 +69,9 @@ class TrainConfig:
     feature_groups: tuple[str, ...] = GROUPS  # ClaimFeatures' groups (fewer: an ablation)
     reason_groups: bool = True  # also learn P(reason group | denied) from the CARCs (groups.py)
     group_max_iter: int = 150
+    # "isotonic", "sigmoid", or "auto": the one with the lower out-of-fold log loss on the
+    # calibration months (choose_calibration)
+    calibration: str = "auto"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,6 +97,7 @@ class TrainResult:
     splits: Splits
     config: TrainConfig
     groups: object | None = None  # the calibrated reason-group classifier (fit_reason_groups)
+    calibration: dict = dataclasses.field(default_factory=dict)  # choose_calibration's answer
 
 
 # fewer denied lines with a known group than this in the training or calibration months,
@@ -119,8 +141,9 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
     # scored later, new lines) read the freshest outcomes there are, with no leak
     features = ClaimFeatures(groups=tuple(cfg.feature_groups)).fit(splits.earlier)
     booster = build_classifier(cfg).fit(features.transform(splits.train), denied_labels(splits.train))
-    calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method="isotonic")
     x_calib = features.transform(splits.calib)
+    calibration = choose_calibration(booster, x_calib, splits.calib, cfg.calibration)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(booster), method=calibration["method"])
     calibrated.fit(x_calib, denied_labels(splits.calib))
     model = Pipeline([(FEATURES, features), (CLASSIFIER, calibrated)])
     thresholds = choose_thresholds(
@@ -131,4 +154,62 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
         rework_cost=cfg.rework_cost,
     )
     groups = fit_reason_groups(features, splits, cfg) if cfg.reason_groups else None
-    return TrainResult(model=model, thresholds=thresholds, splits=splits, config=cfg, groups=groups)
+    return TrainResult(
+        model=model, thresholds=thresholds, splits=splits, config=cfg, groups=groups, calibration=calibration
+    )
+
+
+CALIBRATIONS = ("isotonic", "sigmoid")
+
+
+def check_calibration(method: str) -> str:
+    """`method` if it names a calibration ("auto" or one of CALIBRATIONS), else a ConfigError quoting it."""
+    if method != "auto" and method not in CALIBRATIONS:
+        raise ConfigError(f"calibration {method!r}: expected one of {['auto', *CALIBRATIONS]}")
+    return method
+
+
+class _RawScores(ClassifierMixin, BaseEstimator):
+    """A classifier whose decision function is its input's one column: the booster's scores,
+    computed once, for calibrators fitted again and again on parts of them."""
+
+    def fit(self, X, y):
+        self.scores_ = np.asarray(X, dtype=float)
+        self.classes_ = np.unique(y)
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return np.asarray(X, dtype=float)[:, 0]
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+CALIBRATION_FOLDS = 5
+
+
+def choose_calibration(booster, x_calib: pd.DataFrame, calib: pd.DataFrame, method: str = "auto") -> dict:
+    """{"method": the calibration to fit, and for "auto" the out-of-fold log loss of each}.
+
+    "auto": each method is fitted on the lines of four fifths of the calibration slice's
+    claims and scored on the fifth left out (a claim's lines stay together), five times; the
+    lower summed log loss wins, isotonic on a tie."""
+    if check_calibration(method) in CALIBRATIONS:
+        return {"method": method}
+    y = denied_labels(calib)
+    claims = calib["claim_id"].astype(str).to_numpy()
+    folds = min(CALIBRATION_FOLDS, len(np.unique(claims)))
+    # the booster's scores once: the calibrators see nothing else
+    raw = _RawScores().fit(booster.decision_function(x_calib).reshape(-1, 1), y)
+    out: dict = {}
+    for m in CALIBRATIONS:
+        p = np.zeros(len(y))
+        for fit, held in GroupKFold(n_splits=folds).split(raw.scores_, y, claims):
+            if y[fit].all() or not y[fit].any():
+                p[held] = y[fit].mean()
+                continue
+            cc = CalibratedClassifierCV(FrozenEstimator(raw), method=m).fit(raw.scores_[fit], y[fit])
+            p[held] = cc.predict_proba(raw.scores_[held])[:, 1]
+        out[f"{m}_log_loss"] = float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[False, True]))
+    out["method"] = min(CALIBRATIONS, key=lambda m: (out[f"{m}_log_loss"], CALIBRATIONS.index(m)))
+    return out

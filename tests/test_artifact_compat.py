@@ -40,3 +40,22 @@ def test_an_artifact_of_the_dict_era_is_wrapped_in_the_one_estimator():
     lines = pd.read_parquet(LEGACY / "lines.parquet")
     expected = np.array(json.loads((LEGACY / "expected_p.json").read_text()))
     np.testing.assert_allclose(loaded.estimator.predict_proba(lines)[:, 1], expected, rtol=0, atol=1e-12)
+
+
+ARTIFACT_0_6 = Path(__file__).parent / "data" / "artifact_0_6"
+
+
+def test_an_artifact_of_0_6_scores_its_lines_as_that_release_did():
+    """Feature groups of 0.5 and 0.6 only, isotonic calibration, a reason-group model."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = load_artifact(ARTIFACT_0_6 / "model.joblib")
+    assert "expected" not in loaded.scorer.features.groups_
+    expected = json.loads((ARTIFACT_0_6 / "expected.json").read_text())
+    scored, rejects = score_frame(pd.read_parquet(ARTIFACT_0_6 / "lines.parquet"), loaded)
+    assert len(rejects) == 0
+    np.testing.assert_allclose(
+        scored["denial_probability"], expected["denial_probability"], rtol=0, atol=1e-12
+    )
+    assert scored["reason_group"].tolist() == expected["reason_group"]
+    assert scored["risk_tier"].tolist() == expected["risk_tier"]

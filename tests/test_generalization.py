@@ -139,6 +139,51 @@ def test_recent_rates_are_decayed_sums_of_earlier_outcomes_only(fitted):
         assert out.at[i, "hist_provider_recent"] == pytest.approx(expected, rel=1e-9)
 
 
+def test_provider_excess_is_its_earlier_denials_over_what_their_findings_predicted(fitted):
+    """Each earlier line of the provider counts with weight min(1, its payer's clean-line rate /
+    its expected denial), both read as of its own submission: computed here line by line."""
+    features, history = fitted
+    s, prior = features.smoothing, features.prior_
+    assert len(validate(history).lines) == len(history)
+    expected_of = features.transform(history)["hist_payer_finding_rate"].to_numpy()
+    clean = ~evaluate(ClaimFrame(validate(history).lines)).category_hits().to_numpy().any(axis=1)
+    adj, sub = pd.to_datetime(history["adjudication_date"]), pd.to_datetime(history["submission_date"])
+    y, payer, provider = (
+        history["denied"].to_numpy(),
+        history["payer_id"].to_numpy(),
+        history["provider_npi"].to_numpy(),
+    )
+
+    def clean_rate(j: int) -> float:
+        before = clean & (adj < sub.iloc[j]).to_numpy()
+        kind = (y[before].sum() + s * prior) / (before.sum() + s)
+        same = before & (payer == payer[j])
+        return (y[same].sum() + s * kind) / (same.sum() + s)
+
+    sample = history.sample(12, random_state=2).reset_index(drop=True)
+    out = features.transform(sample)
+    for i in range(len(sample)):
+        seen = np.flatnonzero(
+            (provider == sample.at[i, "provider_npi"]) & (adj < sample.at[i, "submission_date"]).to_numpy()
+        )
+        w = np.array([min(1.0, clean_rate(j) / expected_of[j]) for j in seen])
+        observed, expected = float((w * y[seen]).sum()), float((w * expected_of[seen]).sum())
+        assert out.at[i, "hist_provider_expected"] == pytest.approx(expected, rel=1e-9)
+        k = s * prior
+        assert out.at[i, "hist_provider_excess"] == pytest.approx((observed + k) / (expected + k), rel=1e-9)
+
+
+def test_any_finding_rate_is_the_worst_for_one_finding_and_more_for_several(fitted):
+    features, history = fitted
+    sample = history.iloc[:5000].reset_index(drop=True)
+    out = features.transform(sample)
+    found = evaluate(ClaimFrame(validate(sample).lines)).category_hits().sum(axis=1).to_numpy()
+    worst, any_ = out["hist_payer_finding_rate"].to_numpy(), out["hist_payer_findings_any"].to_numpy()
+    assert (found >= 2).sum() > 50, "the sample has lines with several findings"
+    assert np.allclose(any_[found <= 1], worst[found <= 1])
+    assert (any_[found >= 2] > worst[found >= 2]).all()
+
+
 def test_new_history_features_know_nothing_before_the_first_adjudication(fitted):
     features, history = fitted
     first_day = history.sort_values("submission_date").head(50)
@@ -154,6 +199,7 @@ def test_new_history_features_know_nothing_before_the_first_adjudication(fitted)
     ):
         assert np.allclose(out[c], features.prior_), c
     assert (out["hist_payer_finding_lines"] == 0).all() and (out["hist_provider_finding_lines"] == 0).all()
+    assert (out["hist_provider_excess"] == 1.0).all() and (out["hist_provider_expected"] == 0).all()
 
 
 # ----------------------------------------------------------------------------- the gap to the oracle

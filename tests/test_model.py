@@ -42,6 +42,27 @@ def test_model_is_one_pipeline_of_features_and_calibrated_classifier(trained):
     assert 0 < trained.thresholds.medium <= trained.thresholds.high < 1
 
 
+def test_calibration_is_the_method_with_the_lower_out_of_fold_log_loss(trained):
+    chosen = trained.calibration
+    assert chosen["method"] == min(("isotonic", "sigmoid"), key=lambda m: chosen[f"{m}_log_loss"])
+    assert trained.model.steps[1][1].method == chosen["method"]
+    # the out-of-fold losses are losses of the calibration lines, near their base rate's
+    calib = trained.splits.calib
+    base = calib["denied"].mean()
+    floor = -(base * np.log(base) + (1 - base) * np.log(1 - base))
+    assert 0.5 * floor < chosen["sigmoid_log_loss"] < floor
+
+
+def test_a_named_calibration_is_used_and_an_unknown_one_is_refused_quoting_it(history):
+    from denial_model.errors import ConfigError
+    from denial_model.train import choose_calibration
+
+    fixed = train_model(history, TrainConfig(max_iter=20, calibration="sigmoid", reason_groups=False))
+    assert fixed.model.steps[1][1].method == "sigmoid" and fixed.calibration == {"method": "sigmoid"}
+    with pytest.raises(ConfigError, match="'platt'"):
+        choose_calibration(None, None, None, "platt")
+
+
 def test_labels_and_p_true_are_never_features(trained):
     test = trained.splits.test
     feats = Scorer(trained.model, trained.thresholds).features
@@ -204,6 +225,9 @@ def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):
     assert res.exit_code == 0, res.output
     for words in ("oracle", "rules_only", "payer_base_rate", "logistic_regression", "risk tiers"):
         assert words in res.output
+    assert "out-of-fold log loss on the calibration months: isotonic 0." in res.output
+    res = runner.invoke(app, ["train", "--data", str(data), "--output", "x.joblib", "--calibration", "platt"])
+    assert res.exit_code == 2 and "'platt'" in res.output and not (tmp_path / "x.joblib").exists()
     res = runner.invoke(
         app,
         [

@@ -185,6 +185,24 @@ def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_p
     np.testing.assert_array_equal(fast.proba(fast.prepare(X, binary=(res.ids, res.hits))), public)
 
 
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_binned_predictor_equals_public_predict_proba_for_either_calibration(model_path, batch, method):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from denial_model.predict import BinnedPredictor
+    from denial_model.table import ClaimFrame, denied_labels, validate
+
+    scorer = load_artifact(model_path).scorer
+    booster = scorer.classifier.calibrated_classifiers_[0].estimator
+    X, res = scorer.features.transform_with_rules(ClaimFrame(validate(batch).lines))
+    classifier = CalibratedClassifierCV(booster, method=method).fit(X, denied_labels(batch))
+    assert isinstance(booster, FrozenEstimator)
+    fast = BinnedPredictor(classifier)
+    public = classifier.predict_proba(X)[:, 1]
+    np.testing.assert_array_equal(fast.proba(fast.prepare(X, binary=(res.ids, res.hits))), public)
+
+
 def test_predictor_falls_back_to_public_predict_proba_for_other_classifiers(model_path, batch):
     from sklearn.linear_model import LogisticRegression
 

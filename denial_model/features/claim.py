@@ -33,6 +33,7 @@ from denial_model.features.history import (
     entity_key,
     factorized,
     finding_pairs,
+    per_line_any,
     per_line_max,
     smoothed,
 )
@@ -90,7 +91,7 @@ class RuleFeaturizer(TransformerMixin, BaseEstimator):
 # ----------------------------------------------------------------------------- claim features
 
 # feature groups added in 0.5 (`ClaimFeatures.groups_`): older artifacts have none of them
-GROUPS = ("context", "multi_hot", "recent")
+GROUPS = ("context", "multi_hot", "recent", "expected")
 MIN_MULTI_HOT_LINES = 20  # a modifier or diagnosis group on fewer fitting lines gets no column
 RECENT = (
     "hist_provider_recent",
@@ -104,6 +105,10 @@ RECENT = (
     "hist_provider_finding_lines",
     "claim_payer_finding_recent",
 )
+# added in 0.7: what the payer's rates for each of a line's findings predict together (any
+# of them can deny it), and a provider's earlier denials against what its lines' findings
+# predicted (its quality no rule sees, read from all its lines, not only the clean ones)
+EXPECTED = ("hist_payer_findings_any", "hist_provider_excess", "hist_provider_expected")
 # entities whose denial rate is also kept per kind of finding: a payer's strictness per
 # category, a provider's rate on clean lines (its quality no rule sees)
 FINDING_ENTITIES = {"payer": "payer_id", "provider": "provider_npi"}
@@ -196,12 +201,15 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         for entity, col in FINDING_ENTITIES.items():
             pair = _entity_finding(df[col], rows, found)
             self.history_[f"{entity}_finding"] = _History(pair, adj[rows], y[rows], hl)
+        if "expected" in self.groups:
+            self.history_["provider_excess"] = self._provider_excess(frame, result, adj, y)
         self.vocabulary_ = vocabulary(frame, self.max_multi_hot, min_lines=MIN_MULTI_HOT_LINES)
         self.groups_ = tuple(g for g in GROUPS if g in self.groups)
         group_columns = {
             "context": [*CONTEXT_NUMERIC, "line_kind"],
             "multi_hot": multi_hot_names(self.vocabulary_),
             "recent": list(RECENT),
+            "expected": list(EXPECTED),
         }
         self.feature_names_out_ = np.array(
             [
@@ -266,9 +274,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             out[c] = pd.Categorical.from_codes(lut[codes], categories=self.levels_[c])
         sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
         groups = getattr(self, "groups_", ())
-        recent = {}
+        recent, keys = {}, {}
         for name, cols in HISTORY_KEYS.items():
-            key = entity_key(df, cols)
+            key = keys[name] = entity_key(df, cols)
             if "recent" in groups:
                 (n, y), recent[name] = self.history_[name].before_and_recent(key, sub)
             else:
@@ -282,8 +290,14 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             )
         if "multi_hot" in groups:
             out.update(multi_hot(frame, self.vocabulary_))
+        rates = self._finding_rates(frame, result, sub) if {"recent", "expected"} & set(groups) else {}
         if "recent" in groups:
-            out.update(self._recent(frame, result, sub, recent))
+            out.update(self._recent(frame, recent, rates))
+        if "expected" in groups:
+            expected, observed = self.history_["provider_excess"].before(keys["provider"], sub)
+            out["hist_payer_findings_any"] = rates["payer"]["any"]
+            out["hist_provider_excess"] = smoothed(expected, observed, 1.0, self.smoothing * self.prior_)
+            out["hist_provider_expected"] = expected
         return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
 
     def _numeric(self, frame: ClaimFrame) -> dict[str, np.ndarray]:
@@ -309,7 +323,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         return num
 
     def _recent(
-        self, frame: ClaimFrame, result: RuleResult, sub: np.ndarray, recent: dict[str, tuple]
+        self, frame: ClaimFrame, recent: dict[str, tuple], rates: dict[str, dict[str, np.ndarray]]
     ) -> dict[str, np.ndarray]:
         """The RECENT columns: time-decayed rates, each smoothed towards its coarser entity's,
         and the payer's rates for the kinds of finding the line has (its worst)."""
@@ -320,21 +334,69 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             "hist_payer_code_recent": smoothed(*recent["payer_code"], payer, s),
             "hist_payer_recent": payer,
         }
-        rows, found = finding_pairs(result.categories)
-        day = sub[rows]
-        kind, kind_recent = self.history_["finding"].before_and_recent((found, FINDINGS), day)
-        kind_rate, kind_recent = smoothed(*kind, prior, s), smoothed(*kind_recent, prior, s)
-        for entity, col in FINDING_ENTITIES.items():
-            pair = _entity_finding(frame.df[col], rows, found)
-            (n, y), pair_recent = self.history_[f"{entity}_finding"].before_and_recent(pair, day)
-            rate_recent = smoothed(*pair_recent, kind_recent, s)
-            out[f"hist_{entity}_finding_rate"] = per_line_max(rows, smoothed(n, y, kind_rate, s), frame.n)
-            out[f"hist_{entity}_finding_recent"] = per_line_max(rows, rate_recent, frame.n)
-            out[f"hist_{entity}_finding_lines"] = per_line_max(rows, n.astype(float), frame.n)
+        for entity, r in rates.items():
+            out[f"hist_{entity}_finding_rate"] = r["rate"]
+            out[f"hist_{entity}_finding_recent"] = r["recent"]
+            out[f"hist_{entity}_finding_lines"] = r["lines"]
         # what the payer's recent strictness says of the claim's worst line: the lines of a
         # claim are adjudicated together
         out["claim_payer_finding_recent"] = claim_max(frame, out["hist_payer_finding_recent"])
         return out
+
+    def _finding_rates(
+        self,
+        frame: ClaimFrame,
+        result: RuleResult,
+        sub: np.ndarray,
+        entities: tuple[str, ...] = tuple(FINDING_ENTITIES),
+    ) -> dict[str, dict[str, np.ndarray]]:
+        """Per FINDING_ENTITIES entity, each line's rates of that entity with the kinds of
+        finding the line has, smoothed towards the kind's own rate: `rate` (cumulative),
+        `recent` and `lines` of its worst finding, and `any`, the chance that at least one of
+        its findings is denied (cumulative rates, as independent)."""
+        s, prior = self.smoothing, self.prior_
+        rows, found = finding_pairs(result.categories)
+        day = sub[rows]
+        kind, kind_recent = self.history_["finding"].before_and_recent((found, FINDINGS), day)
+        kind_rate, kind_recent = smoothed(*kind, prior, s), smoothed(*kind_recent, prior, s)
+        out = {}
+        for entity in entities:
+            pair = _entity_finding(frame.df[FINDING_ENTITIES[entity]], rows, found)
+            (n, y), pair_recent = self.history_[f"{entity}_finding"].before_and_recent(pair, day)
+            rate = smoothed(n, y, kind_rate, s)
+            out[entity] = {
+                "rate": per_line_max(rows, rate, frame.n),
+                "recent": per_line_max(rows, smoothed(*pair_recent, kind_recent, s), frame.n),
+                "lines": per_line_max(rows, n.astype(float), frame.n),
+                "any": per_line_any(rows, rate, frame.n),
+            }
+        return out
+
+    def _provider_excess(
+        self, frame: ClaimFrame, result: RuleResult, adj: np.ndarray, y: np.ndarray
+    ) -> _History:
+        """Per provider, its fitting lines' denials and expected denials by adjudication date.
+
+        A line's expected denial is its payer's rate for its worst finding, read as of its own
+        submission like any line's features. What a provider's quality moves is the payer's
+        rate on clean lines; a line the payer denies for a finding says little about it, so
+        each line counts with weight min(1, clean rate / expected): 1 for a clean line, small
+        for a line its finding all but decides (the score of the provider's shift in log-odds)."""
+        df = frame.df
+        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        expected = self._finding_rates(frame, result, sub, ("payer",))["payer"]["rate"]
+        weight = np.minimum(1.0, self._clean_rate(df, sub) / np.maximum(expected, 1e-12))
+        key = entity_key(df, HISTORY_KEYS["provider"])
+        return _History(key, adj, weight * y, exposure=weight * expected)
+
+    def _clean_rate(self, df: pd.DataFrame, day: np.ndarray) -> np.ndarray:
+        """Each line's payer's rate on clean lines before `day`, smoothed as `_finding_rates`
+        smooths it (so a clean line's is its `hist_payer_finding_rate`)."""
+        s, n = self.smoothing, len(day)
+        found = np.full(n, FINDINGS.index("clean"))
+        kind = smoothed(*self.history_["finding"].before((found, FINDINGS), day), self.prior_, s)
+        pair = _entity_finding(df[FINDING_ENTITIES["payer"]], np.arange(n), found)
+        return smoothed(*self.history_["payer_finding"].before(pair, day), kind, s)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "history_")

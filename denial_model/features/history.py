@@ -27,6 +27,7 @@ __all__ = [
     "entity_key",
     "factorized",
     "finding_pairs",
+    "per_line_any",
     "per_line_max",
     "smoothed",
 ]
@@ -71,7 +72,9 @@ class _History:
     """Daily denial counts per key, cumulated, for 'rate among lines adjudicated before t'.
 
     `half_life` (days) also keeps exponentially weighted sums per key for `recent`; artifacts
-    fitted before 0.5 hold none and are only asked `before`."""
+    fitted before 0.5 hold none and are only asked `before`. `exposure`: what a line counts
+    for in the "lines" sums (default 1; the expected denials of a line for an observed /
+    expected ratio)."""
 
     def __init__(
         self,
@@ -79,13 +82,15 @@ class _History:
         adj_day: np.ndarray,
         denied: np.ndarray,
         half_life: float | None = None,
+        exposure: np.ndarray | None = None,
     ):
         codes, names = key
         keys = np.asarray(names, dtype=object)[codes]
+        w = np.ones(len(keys)) if exposure is None else np.asarray(exposure, dtype=float)
         g = (
-            pd.DataFrame({"k": keys, "d": adj_day, "y": denied.astype(float)})
-            .groupby(["k", "d"], sort=True)["y"]
-            .agg(["size", "sum"])
+            pd.DataFrame({"k": keys, "d": adj_day, "w": w, "y": denied.astype(float)})
+            .groupby(["k", "d"], sort=True)
+            .agg(size=("w", "sum"), sum=("y", "sum"))
             .reset_index()
         )
         self.index = {k: i for i, k in enumerate(pd.unique(g["k"]))}
@@ -165,3 +170,12 @@ def per_line_max(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
         return np.zeros(0)
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
     return np.maximum.reduceat(values, starts)
+
+
+def per_line_any(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per line, 1 - the product of (1 - value) over its pairs: the chance that any of them
+    happens if they are independent (`rows` sorted, every line present)."""
+    if not n:
+        return np.zeros(0)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    return -np.expm1(np.add.reduceat(np.log1p(-np.clip(values, 0.0, 1.0 - 1e-12)), starts))
