@@ -290,7 +290,8 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             )
         if "multi_hot" in groups:
             out.update(multi_hot(frame, self.vocabulary_))
-        rates = self._finding_rates(frame, result, sub) if {"recent", "expected"} & set(groups) else {}
+        pairs = finding_pairs(result.categories)
+        rates = self._finding_rates(frame, sub, pairs) if {"recent", "expected"} & set(groups) else {}
         if "recent" in groups:
             out.update(self._recent(frame, recent, rates))
         if "expected" in groups:
@@ -346,16 +347,17 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     def _finding_rates(
         self,
         frame: ClaimFrame,
-        result: RuleResult,
         sub: np.ndarray,
+        pairs: tuple[np.ndarray, np.ndarray],
         entities: tuple[str, ...] = tuple(FINDING_ENTITIES),
     ) -> dict[str, dict[str, np.ndarray]]:
         """Per FINDING_ENTITIES entity, each line's rates of that entity with the kinds of
-        finding the line has, smoothed towards the kind's own rate: `rate` (cumulative),
-        `recent` and `lines` of its worst finding, and `any`, the chance that at least one of
-        its findings is denied (cumulative rates, as independent)."""
+        finding `pairs` gives it ((line, finding) pairs sorted by line, every line present:
+        `finding_pairs`), smoothed towards the kind's own rate: `rate` (cumulative), `recent`
+        and `lines` of its worst finding, and `any`, the chance that at least one of its
+        findings is denied (cumulative rates, as independent)."""
         s, prior = self.smoothing, self.prior_
-        rows, found = finding_pairs(result.categories)
+        rows, found = pairs
         day = sub[rows]
         kind, kind_recent = self.history_["finding"].before_and_recent((found, FINDINGS), day)
         kind_rate, kind_recent = smoothed(*kind, prior, s), smoothed(*kind_recent, prior, s)
@@ -384,19 +386,16 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         for a line its finding all but decides (the score of the provider's shift in log-odds)."""
         df = frame.df
         sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-        expected = self._finding_rates(frame, result, sub, ("payer",))["payer"]["rate"]
-        weight = np.minimum(1.0, self._clean_rate(df, sub) / np.maximum(expected, 1e-12))
+
+        def payer_rate(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+            return self._finding_rates(frame, sub, pairs, ("payer",))["payer"]["rate"]
+
+        expected = payer_rate(finding_pairs(result.categories))
+        # the payer's rate on clean lines: every line's rate as if it had no finding
+        clean_rate = payer_rate((np.arange(frame.n), np.full(frame.n, FINDINGS.index("clean"))))
+        weight = np.minimum(1.0, clean_rate / np.maximum(expected, 1e-12))
         key = entity_key(df, HISTORY_KEYS["provider"])
         return _History(key, adj, weight * y, exposure=weight * expected)
-
-    def _clean_rate(self, df: pd.DataFrame, day: np.ndarray) -> np.ndarray:
-        """Each line's payer's rate on clean lines before `day`, smoothed as `_finding_rates`
-        smooths it (so a clean line's is its `hist_payer_finding_rate`)."""
-        s, n = self.smoothing, len(day)
-        found = np.full(n, FINDINGS.index("clean"))
-        kind = smoothed(*self.history_["finding"].before((found, FINDINGS), day), self.prior_, s)
-        pair = _entity_finding(df[FINDING_ENTITIES["payer"]], np.arange(n), found)
-        return smoothed(*self.history_["payer_finding"].before(pair, day), kind, s)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "history_")
