@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_classifier",
+    "build_features",
     "check_calibration",
     "choose_calibration",
     "fit_reason_groups",
@@ -67,6 +68,9 @@ class TrainConfig:
     rework_cost: float = 15.0  # cost of reviewing and fixing one flagged line before it goes out
     recovery_rate: float = 0.7  # share of a denied line's charge that fixing it first saves
     feature_groups: tuple[str, ...] = GROUPS  # ClaimFeatures' groups (fewer: an ablation)
+    # the recent rates' half-life (0.8: 60 days; 120 before): payers that change what they
+    # enforce show within a couple of months (generalization.py, policy_changes and all)
+    half_life_days: float = 60.0
     reason_groups: bool = True  # also learn P(reason group | denied) from the CARCs (groups.py)
     group_max_iter: int = 150
     # "isotonic", "sigmoid", or "auto": the one with the lower out-of-fold log loss on the
@@ -75,6 +79,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def build_features(cfg: TrainConfig) -> ClaimFeatures:
+    return ClaimFeatures(groups=tuple(cfg.feature_groups), half_life_days=cfg.half_life_days)
 
 
 def build_classifier(cfg: TrainConfig) -> HistGradientBoostingClassifier:
@@ -139,7 +147,7 @@ def train_model(history: pd.DataFrame, cfg: TrainConfig | None = None) -> TrainR
     # the history the features read is every outcome before the test months: each line still
     # sees only outcomes adjudicated before its own submission, so the calibration lines (and,
     # scored later, new lines) read the freshest outcomes there are, with no leak
-    features = ClaimFeatures(groups=tuple(cfg.feature_groups)).fit(splits.earlier)
+    features = build_features(cfg).fit(splits.earlier)
     booster = build_classifier(cfg).fit(features.transform(splits.train), denied_labels(splits.train))
     x_calib = features.transform(splits.calib)
     calibration = choose_calibration(booster, x_calib, splits.calib, cfg.calibration)

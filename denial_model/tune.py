@@ -23,10 +23,9 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 from denial_model.errors import ClaimTableError, ConfigError
-from denial_model.features import ClaimFeatures
 from denial_model.metrics import time_split
 from denial_model.table import denied_labels
-from denial_model.train import TrainConfig, build_classifier
+from denial_model.train import TrainConfig, build_classifier, build_features
 
 __all__ = ["SEARCH_SPACE", "TUNED", "TuneResult", "load_params", "tune"]
 
@@ -75,7 +74,7 @@ def tune(
             f"history too short to tune: the training slice {outer.bounds} leaves no "
             f"{valid_months} validation month(s) after a fitting period"
         )
-    features = ClaimFeatures().fit(inner.train)
+    features = build_features(cfg).fit(inner.train)
     x_fit, y_fit = features.transform(inner.train), denied_labels(inner.train)
     x_val, y_val = features.transform(inner.test), denied_labels(inner.test)
     rows = []

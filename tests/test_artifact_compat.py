@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from denial_model.artifact import load_artifact
 from denial_model.predict import BinnedPredictor
@@ -42,17 +43,24 @@ def test_an_artifact_of_the_dict_era_is_wrapped_in_the_one_estimator():
     np.testing.assert_allclose(loaded.estimator.predict_proba(lines)[:, 1], expected, rtol=0, atol=1e-12)
 
 
-ARTIFACT_0_6 = Path(__file__).parent / "data" / "artifact_0_6"
+DATA = Path(__file__).parent / "data"
 
 
-def test_an_artifact_of_0_6_scores_its_lines_as_that_release_did():
-    """Feature groups of 0.5 and 0.6 only, isotonic calibration, a reason-group model."""
+@pytest.mark.parametrize(
+    ("folder", "has_expected"),
+    [
+        ("artifact_0_6", False),  # feature groups of 0.5 and 0.6 only, isotonic calibration
+        ("artifact_0_7", True),  # 0.7's expected denials, its fixed smoothing, 120-day half-life
+    ],
+)
+def test_an_artifact_of_an_earlier_release_scores_its_lines_as_that_release_did(folder, has_expected):
+    """Each with a reason-group model; every probability, group and tier as its release gave them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        loaded = load_artifact(ARTIFACT_0_6 / "model.joblib")
-    assert "expected" not in loaded.scorer.features.groups_
-    expected = json.loads((ARTIFACT_0_6 / "expected.json").read_text())
-    scored, rejects = score_frame(pd.read_parquet(ARTIFACT_0_6 / "lines.parquet"), loaded)
+        loaded = load_artifact(DATA / folder / "model.joblib")
+    assert ("expected" in loaded.scorer.features.groups_) == has_expected
+    expected = json.loads((DATA / folder / "expected.json").read_text())
+    scored, rejects = score_frame(pd.read_parquet(DATA / folder / "lines.parquet"), loaded)
     assert len(rejects) == 0
     np.testing.assert_allclose(
         scored["denial_probability"], expected["denial_probability"], rtol=0, atol=1e-12

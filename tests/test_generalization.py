@@ -16,6 +16,7 @@ from denial_model.errors import ConfigError
 from denial_model.estimator import DenialModel
 from denial_model.evaluate import comparison_table, generalization_table
 from denial_model.features import ClaimFeatures
+from denial_model.features.history import gamma_poisson_prior
 from denial_model.rules.engine import evaluate
 from denial_model.rules.pack import CATEGORIES
 from denial_model.score import score_frame
@@ -169,8 +170,26 @@ def test_provider_excess_is_its_earlier_denials_over_what_their_findings_predict
         w = np.array([min(1.0, clean_rate(j) / expected_of[j]) for j in seen])
         observed, expected = float((w * y[seen]).sum()), float((w * expected_of[seen]).sum())
         assert out.at[i, "hist_provider_expected"] == pytest.approx(expected, rel=1e-9)
-        k = s * prior
-        assert out.at[i, "hist_provider_excess"] == pytest.approx((observed + k) / (expected + k), rel=1e-9)
+        mean, k = features.provider_prior_
+        assert out.at[i, "hist_provider_excess"] == pytest.approx(
+            (observed + k * mean) / (expected + k), rel=1e-9
+        )
+
+
+def test_provider_smoothing_is_estimated_from_how_much_providers_differ():
+    """Ratios drawn from a gamma of known variance, counts Poisson around exposure x ratio: the
+    estimate finds the variance (strength = mean / variance); providers that do not differ at
+    all get heavy smoothing, and the fitted features carry the estimate of their history."""
+    rng = np.random.default_rng(0)
+    exposure = rng.gamma(0.5, 20.0, 20_000)
+    for variance in (0.1, 0.5, 2.0):
+        ratio = rng.gamma(1.3**2 / variance, variance / 1.3, len(exposure))  # mean 1.3
+        mean, strength = gamma_poisson_prior(exposure, rng.poisson(exposure * ratio))
+        assert mean == pytest.approx(1.3, rel=0.03)
+        assert mean / strength == pytest.approx(variance, rel=0.15)
+    mean, strength = gamma_poisson_prior(exposure, rng.poisson(exposure * 0.8))
+    assert strength >= 50 and mean == pytest.approx(0.8, rel=0.03)
+    assert gamma_poisson_prior(np.zeros(3), np.zeros(3)) == (1.0, 1.0)  # nothing to estimate from
 
 
 def test_any_finding_rate_is_the_worst_for_one_finding_and_more_for_several(fitted):
@@ -199,7 +218,9 @@ def test_new_history_features_know_nothing_before_the_first_adjudication(fitted)
     ):
         assert np.allclose(out[c], features.prior_), c
     assert (out["hist_payer_finding_lines"] == 0).all() and (out["hist_provider_finding_lines"] == 0).all()
-    assert (out["hist_provider_excess"] == 1.0).all() and (out["hist_provider_expected"] == 0).all()
+    # with nothing seen yet, a provider's ratio is the providers' mean
+    assert np.allclose(out["hist_provider_excess"], features.provider_prior_[0])
+    assert (out["hist_provider_expected"] == 0).all()
 
 
 # ----------------------------------------------------------------------------- the gap to the oracle

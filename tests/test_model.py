@@ -21,7 +21,7 @@ from denial_model.table import LABEL_COLUMNS
 from denial_model.train import TrainConfig, train_model
 from tests.servers import free_port, running
 
-CFG = TrainConfig(max_iter=60)
+CFG = TrainConfig(max_iter=60, half_life_days=45.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,7 @@ def trained(history):
 def test_model_is_one_pipeline_of_features_and_calibrated_classifier(trained):
     assert isinstance(trained.model, Pipeline)
     assert [name for name, _ in trained.model.steps] == ["features", "classifier"]
+    assert trained.model.named_steps["features"].half_life_days == CFG.half_life_days  # the config's
     p = trained.model.predict_proba(trained.splits.test)[:, 1]
     assert ((p >= 0) & (p <= 1)).all() and len(p) == len(trained.splits.test)
     assert 0 < trained.thresholds.medium <= trained.thresholds.high < 1

@@ -33,6 +33,7 @@ from denial_model.features.history import (
     entity_key,
     factorized,
     finding_pairs,
+    gamma_poisson_prior,
     per_line_any,
     per_line_max,
     smoothed,
@@ -162,7 +163,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         pack_dir: str | Path | None = None,
         max_levels: int = 250,
         smoothing: float = 20.0,
-        half_life_days: float = 120.0,
+        half_life_days: float = 60.0,
         max_multi_hot: int = 30,
         groups: tuple[str, ...] = GROUPS,
     ):
@@ -202,7 +203,8 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             pair = _entity_finding(df[col], rows, found)
             self.history_[f"{entity}_finding"] = _History(pair, adj[rows], y[rows], hl)
         if "expected" in self.groups:
-            self.history_["provider_excess"] = self._provider_excess(frame, result, adj, y)
+            self.history_["provider_excess"] = excess = self._provider_excess(frame, result, adj, y)
+            self.provider_prior_ = gamma_poisson_prior(*excess.totals())
         self.vocabulary_ = vocabulary(frame, self.max_multi_hot, min_lines=MIN_MULTI_HOT_LINES)
         self.groups_ = tuple(g for g in GROUPS if g in self.groups)
         group_columns = {
@@ -297,7 +299,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         if "expected" in groups:
             expected, observed = self.history_["provider_excess"].before(keys["provider"], sub)
             out["hist_payer_findings_any"] = rates["payer"]["any"]
-            out["hist_provider_excess"] = smoothed(expected, observed, 1.0, self.smoothing * self.prior_)
+            # 0.7's artifacts: towards 1 with `smoothing` lines' worth of expected denials
+            mean, strength = getattr(self, "provider_prior_", (1.0, self.smoothing * self.prior_))
+            out["hist_provider_excess"] = smoothed(expected, observed, mean, strength)
             out["hist_provider_expected"] = expected
         return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
 

@@ -27,6 +27,7 @@ __all__ = [
     "entity_key",
     "factorized",
     "finding_pairs",
+    "gamma_poisson_prior",
     "per_line_any",
     "per_line_max",
     "smoothed",
@@ -66,6 +67,29 @@ def entity_key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, lis
 def smoothed(n: np.ndarray, y: np.ndarray, prior: np.ndarray | float, strength: float) -> np.ndarray:
     """(y + strength * prior) / (n + strength): a rate pulled towards `prior` where `n` is small."""
     return (y + strength * prior) / (n + strength)
+
+
+def gamma_poisson_prior(
+    exposure: np.ndarray, observed: np.ndarray, min_exposure: float = 0.5
+) -> tuple[float, float]:
+    """(mean, strength) of the spread of entities' observed / expected ratios, estimated from
+    their totals by the method of moments: an entity's ratio drawn from a gamma with mean R and
+    variance v, its observed count Poisson around exposure x ratio, so the exposure-weighted
+    spread of the raw ratios is v plus R / exposure of noise. (observed + strength x R) /
+    (exposure + strength), strength = R / v, is then the ratio's posterior mean: little
+    smoothing where entities differ a lot, much where they hardly differ. Entities with less
+    than `min_exposure` carry almost only noise and are left out of the estimate."""
+    e, o = np.asarray(exposure, dtype=float), np.asarray(observed, dtype=float)
+    m = e >= min_exposure
+    if not m.any() or e[m].sum() <= 0:
+        return 1.0, 1.0
+    e, o = e[m], o[m]
+    mean = float(o.sum() / e.sum())
+    if mean <= 0:
+        return 1.0, 1.0
+    spread = float((e * (o / e - mean) ** 2).sum() - mean * len(e)) / float(e.sum())
+    # no spread beyond the noise: smooth as if the entities had hardly a hundredth of it
+    return mean, mean / max(spread, 1e-2 * mean * mean)
 
 
 class _History:
@@ -109,6 +133,11 @@ class _History:
             by_key = pd.Series(kid)
             self.decayed_n = pd.Series(w * g["size"].to_numpy()).groupby(by_key).cumsum().to_numpy()
             self.decayed_y = pd.Series(w * g["sum"].to_numpy()).groupby(by_key).cumsum().to_numpy()
+
+    def totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lines, denials) of each key over the whole history, in key order."""
+        ends = np.r_[self.key_start[1:], len(self.combined)]
+        return self.cum_n[ends] - self.cum_n[self.key_start], self.cum_y[ends] - self.cum_y[self.key_start]
 
     def _positions(self, key: tuple[np.ndarray, list[str]], day: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per line: whether its key is known, its key's first row, and the first row on or after `day`."""
