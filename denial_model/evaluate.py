@@ -36,6 +36,7 @@ __all__ = [
     "group_metrics",
     "group_table",
     "metrics_dict",
+    "permutation_importance",
     "segments",
 ]
 
@@ -248,3 +249,32 @@ def group_metrics(table: pd.DataFrame) -> dict[str, float]:
         prefix = "reason_groups." if row["model"] == "model" else f"reason_groups.{row['model']}."
         out.update({f"{prefix}{m}": float(row[m]) for m in ("log_loss", "top1_accuracy", "lines")})
     return out
+
+
+def permutation_importance(
+    scorer: Scorer, lines: pd.DataFrame, n_repeats: int = 2, seed: int = 0
+) -> pd.Series:
+    """How much the log loss of labeled `lines` grows when one feature's values are shuffled
+    across them, the mean of `n_repeats` shuffles, per feature (largest first): scikit-learn's
+    `permutation_importance` with `neg_log_loss`, on the fast predictor. The lines' features are
+    computed and binned once, and each shuffle re-walks only the trees that split on the
+    feature (a feature no tree uses: exactly 0). Shuffles are drawn per repeat, feature after
+    feature in the model's order, from `numpy.random.default_rng(seed)`."""
+    from sklearn.metrics import log_loss
+
+    frame = as_claim_frame(lines)
+    y = denied_labels(frame.df)
+    predictor, prepared = scorer.prepared(frame.df)
+    raw = predictor.raw(prepared)
+
+    def loss(r: np.ndarray) -> float:
+        return float(log_loss(y, np.clip(predictor.calibrate(r), 1e-15, 1 - 1e-15), labels=[False, True]))
+
+    base = loss(raw)
+    names = scorer.feature_names()
+    rng = np.random.default_rng(seed)
+    grown = np.zeros((n_repeats, len(names)))
+    for r in range(n_repeats):
+        for j, name in enumerate(names):
+            grown[r, j] = loss(predictor.raw_permuted(prepared, raw, name, rng.permutation(len(y)))) - base
+    return pd.Series(grown.mean(axis=0), index=names).sort_values(ascending=False)

@@ -192,6 +192,23 @@ class BinnedPredictor(_Binned):
             after -= tree.predict_binned(orig, self.missing_bin, threads)
         return self.calibrate(after)
 
+    def raw_permuted(self, Xb: np.ndarray, raw: np.ndarray, feature: str, order: np.ndarray) -> np.ndarray:
+        """Raw scores of the rows with `feature`'s values taken from rows `order` (a
+        permutation: permutation importance), given their raw scores: only the trees that
+        split on the feature are walked again, on the rows as they are and as moved."""
+        j = self.position[feature]
+        trees = self.trees_using.get(j, [])
+        out = raw.copy()
+        if not trees:
+            return out
+        moved = Xb.copy(order="F")
+        moved[:, j] = Xb[order, j]
+        threads = self._threads(len(Xb))
+        for t in trees:
+            out += self.trees[t].predict_binned(moved, self.missing_bin, threads)
+            out -= self.trees[t].predict_binned(Xb, self.missing_bin, threads)
+        return out
+
     def proba_zeroed_pairs(self, Xb: np.ndarray, rows: np.ndarray, features: list[str]) -> np.ndarray:
         """P(denied) of each (row, feature) pair with that feature set to 0: the pairs'
         rows stacked and walked through every tree once (few pairs: fewer, larger calls)."""
@@ -281,6 +298,11 @@ class PublicPredictor:
         fixed = X.iloc[rows].reset_index(drop=True)
         fixed[feature] = np.zeros(len(fixed), dtype=fixed[feature].dtype)
         return self.proba(fixed)
+
+    def raw_permuted(self, X: pd.DataFrame, raw: np.ndarray, feature: str, order: np.ndarray) -> np.ndarray:
+        moved = X.copy()
+        moved[feature] = X[feature].array.take(order)
+        return self.raw(moved)
 
     def proba_zeroed_pairs(self, X: pd.DataFrame, rows: np.ndarray, features: list[str]) -> np.ndarray:
         fixed = X.iloc[rows].reset_index(drop=True)

@@ -175,13 +175,18 @@ class Scorer:
         )
         return predictor
 
-    def proba_lines(self, lines: pd.DataFrame) -> np.ndarray:
-        """P(denied) of validated lines, without reasons (the fast path of `predict_proba`)."""
+    def prepared(self, lines: pd.DataFrame) -> tuple[BinnedPredictor | PublicPredictor, object]:
+        """(the checked predictor, validated lines prepared for it): what the fast paths score."""
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame)
         attrs = self.features.attributes(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
-        return predictor.proba(predictor.prepare(attrs, binary=(rk.ids, rk.hits)))
+        return predictor, predictor.prepare(attrs, binary=(rk.ids, rk.hits))
+
+    def proba_lines(self, lines: pd.DataFrame) -> np.ndarray:
+        """P(denied) of validated lines, without reasons (the fast path of `predict_proba`)."""
+        predictor, prepared = self.prepared(lines)
+        return predictor.proba(prepared)
 
     def relevant_until(self, lines: pd.DataFrame) -> np.ndarray:
         """For validated earlier lines: the last day a later line's cross-line rules reach each."""

@@ -112,20 +112,11 @@ def _plots(folder: Path, y: np.ndarray, p: np.ndarray, importance: pd.Series) ->
 def permutation_importance_table(
     scorer: Scorer, test: pd.DataFrame, sample: int = 5000, seed: int = 0
 ) -> pd.Series:
-    """Permutation importance of each feature on a test sample (features computed once)."""
-    from sklearn.inspection import permutation_importance
+    """Permutation importance of each feature on a sample of the test lines
+    (`evaluate.permutation_importance`)."""
+    from denial_model.evaluate import permutation_importance
 
-    rows = test.sample(min(sample, len(test)), random_state=seed)
-    feats = scorer.transform(rows)
-    res = permutation_importance(
-        scorer.classifier,
-        feats,
-        denied_labels(rows),
-        scoring="neg_log_loss",
-        n_repeats=2,
-        random_state=seed,
-    )
-    return pd.Series(res.importances_mean, index=feats.columns).sort_values(ascending=False)
+    return permutation_importance(scorer, test.sample(min(sample, len(test)), random_state=seed), seed=seed)
 
 
 def log_training(
@@ -226,7 +217,29 @@ def _log_pyfunc(mlflow, scorer: Scorer, manifest: dict, artifact_path: str | Pat
         signature=signature,
         input_example=example,
         registered_model_name=name,
+        pip_requirements=pyfunc_requirements(),
     )
+
+
+# what the pyfunc's `predict` imports, beside the toolkit itself
+_PYFUNC_LIBRARIES = ("mlflow", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "cloudpickle")
+
+
+def pyfunc_requirements() -> list[str]:
+    """The registered model's pip requirements, pinned to what is installed: the toolkit and
+    the libraries its predict imports. Said outright: MLflow's inference would import the
+    model in a subprocess to find them, seconds per training run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from denial_model import __version__
+
+    pins = [f"denial-model=={__version__}"]
+    for lib in _PYFUNC_LIBRARIES:
+        try:
+            pins.append(f"{lib}=={version(lib)}")
+        except PackageNotFoundError:
+            continue
+    return pins
 
 
 def _input_example() -> pd.DataFrame:

@@ -3,21 +3,26 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
+from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
 from typer.testing import CliRunner
 
+import denial_model
 from denial_model.artifact import ArtifactError, load_artifact, manifest_path, save_artifact
 from denial_model.cli import app
+from denial_model.evaluate import permutation_importance
 from denial_model.features import ClaimFeatures
 from denial_model.jobs import load_model, run_training
 from denial_model.scorer import Scorer
 from denial_model.simulate import SimConfig, simulate
-from denial_model.table import LABEL_COLUMNS
+from denial_model.table import LABEL_COLUMNS, denied_labels
 from denial_model.train import TrainConfig, train_model
 from tests.servers import free_port, running
 
@@ -182,6 +187,9 @@ def _run_and_check(uri, history, tmp_path, experiment):
     expected = out1.result.model.predict_proba(history.tail(50))[:, 1]
     rows = mlflow.pyfunc.load_model("models:/denial-model@champion").predict(history.tail(50))
     assert np.allclose(rows["denial_probability"].to_numpy(dtype=float), expected)
+    needs = Path(mlflow.pyfunc.get_model_dependencies("models:/denial-model@champion")).read_text().split()
+    assert f"denial-model=={denial_model.__version__}" in needs
+    assert f"scikit-learn=={sklearn.__version__}" in needs
     verified = load_model("models:/denial-model@champion", uri)
     assert verified.trust.startswith("registry tag artifact_sha256")
     assert np.allclose(verified.predict_proba(history.tail(50)), expected)
@@ -273,3 +281,34 @@ def test_a_csv_history_trains_the_same_model_as_parquet(tmp_path, history):
     b = train_model(read_table(tmp_path / "h.parquet"), TrainConfig(max_iter=20, test_months=2))
     lines = b.splits.test.head(300)
     np.testing.assert_allclose(a.model.predict_proba(lines), b.model.predict_proba(lines), atol=1e-9)
+
+
+def test_permutation_importance_is_the_log_loss_growth_when_each_feature_is_shuffled(trained):
+    """Pinned to a plain computation: the feature frame's column shuffled with the same
+    permutations, scored by the public predict_proba; a feature no tree uses is exactly 0."""
+    scorer = Scorer(trained.model, trained.thresholds)
+    rows = trained.splits.test.head(600)
+    got = permutation_importance(scorer, rows, n_repeats=2, seed=3)
+    X, y = scorer.transform(rows), denied_labels(rows)
+
+    def loss(p):
+        return log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[False, True])
+
+    base = loss(scorer.proba_of_features(X))
+    names = list(X.columns)
+    assert sorted(got.index) == sorted(names)
+    checked = {*got.index[:6], *got.index[-3:], "units", "payer_id"}
+    rng = np.random.default_rng(3)
+    plain = {name: [] for name in checked}
+    for _ in range(2):
+        for name in names:
+            order = rng.permutation(len(y))
+            if name in checked:
+                moved = X.copy()
+                moved[name] = X[name].array.take(order)
+                plain[name].append(loss(scorer.proba_of_features(moved)) - base)
+    for name in checked:
+        assert got[name] == pytest.approx(np.mean(plain[name]), abs=1e-9), name
+    assert got.iloc[0] > 0.001  # something matters
+    unused = [n for n in names if scorer.predictor.position[n] not in scorer.predictor.trees_using]
+    assert unused and (got[unused] == 0).all()
