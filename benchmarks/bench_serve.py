@@ -161,7 +161,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = args.model or _train(folder, args.train_lines)
+        # absolute: the server runs in `folder`
+        model = args.model.resolve() if args.model else _train(folder, args.train_lines)
         lines = _claims(4_000)
         pairs, batch = _pairs(lines), lines[:500]
         key, digest = new_key()
