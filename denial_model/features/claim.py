@@ -292,8 +292,11 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             )
         if "multi_hot" in groups:
             out.update(multi_hot(frame, self.vocabulary_))
-        pairs = finding_pairs(result.categories)
-        rates = self._finding_rates(frame, sub, pairs) if {"recent", "expected"} & set(groups) else {}
+        rates = (
+            self._finding_rates(frame, sub, finding_pairs(result.categories))
+            if {"recent", "expected"} & set(groups)
+            else {}
+        )
         if "recent" in groups:
             out.update(self._recent(frame, recent, rates))
         if "expected" in groups:
