@@ -19,8 +19,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check denial_model tests benchmarks
 	$(BIN)/ruff format --check denial_model tests benchmarks
 
+# Two workers, a test file each at a time (module fixtures are built once per file): most
+# long tests wait on a subprocess or a server for part of their time.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 demo: $(STAMP)
 	$(BIN)/python -m denial_model.demo

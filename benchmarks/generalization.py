@@ -7,9 +7,12 @@ since the world's first policy change, where it has one). The target (issue 13):
 within 0.01 of the oracle and log loss within 3% of it, for drug and administration lines
 separately.
 
-    python benchmarks/generalization.py [--lines 1000000] [--worlds default,coupled,...] [--seed 11]
+    python benchmarks/generalization.py [--lines 1000000] [--worlds default,coupled,...] [--seeds 11,12]
 
-Prints one table per world, the training time, and a summary of the targets met.
+Prints one table per world and seed, the training time, and a summary of the targets met
+per seed and, with several seeds, on their mean. One world and seed is one draw: on the 1M
+`all` world the administration lines' gap moved by 0.002 from seed 11 to seed 12, twice the
+bootstrap error of one seed's gap, so a figure near the target is judged on several seeds.
 """
 
 from __future__ import annotations
@@ -76,23 +79,34 @@ def measure(world: str, lines: int, seed: int) -> tuple[pd.DataFrame, pd.DataFra
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=1_000_000)
-    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seeds", default="11", help="comma-separated simulator seeds")
     ap.add_argument("--worlds", default=",".join(["default", *STRESS_WORLDS]))
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     verdicts = []
     for world in args.worlds.split(","):
-        gap, volume, seconds, calibration = measure(world, args.lines, args.seed)
-        show = gap[gap["segment"].isin(["all", *CHECKED]) | gap["segment"].str.startswith("since_")]
-        print(f"\n== {world}: {args.lines:,} lines, training {seconds:.0f} s, {calibration} calibration")
-        print(show.round(4).to_string(index=False))
-        print(volume.round(4).to_string(index=False))
-        checked = gap[gap["segment"].isin(CHECKED)]
-        worst_gap, worst_excess = float(checked["auroc_gap"].max()), float(checked["log_loss_excess"].max())
-        ok = worst_gap <= AUROC_GAP and worst_excess <= LOG_LOSS_EXCESS
-        verdicts.append((world, ok, worst_gap, worst_excess))
-    print("\nworld               target met   worst AUROC gap   worst log loss excess")
-    for world, ok, g, e in verdicts:
-        print(f"{world:20s}{'yes' if ok else 'no':>10s}{g:>18.4f}{e:>23.1%}")
+        checked = []
+        for seed in seeds:
+            gap, volume, seconds, calibration = measure(world, args.lines, seed)
+            show = gap[gap["segment"].isin(["all", *CHECKED]) | gap["segment"].str.startswith("since_")]
+            print(f"\n== {world}, seed {seed}: {args.lines:,} lines, training {seconds:.0f} s", end="")
+            print(f", {calibration} calibration")
+            print(show.round(4).to_string(index=False))
+            print(volume.round(4).to_string(index=False))
+            checked.append(gap[gap["segment"].isin(CHECKED)].assign(seed=str(seed)))
+            verdicts.append((world, str(seed), *_worst(checked[-1])))
+        if len(seeds) > 1:
+            mean = pd.concat(checked).groupby("segment")[["auroc_gap", "log_loss_excess"]].mean()
+            verdicts.append((world, "mean", *_worst(mean)))
+    print("\nworld              seed   target met   worst AUROC gap   worst log loss excess")
+    for world, seed, ok, g, e in verdicts:
+        print(f"{world:18s}{seed:>5s}{'yes' if ok else 'no':>13s}{g:>18.4f}{e:>23.1%}")
+
+
+def _worst(checked: pd.DataFrame) -> tuple[bool, float, float]:
+    """(target met, worst AUROC gap, worst log loss excess) over the checked line kinds."""
+    worst_gap, worst_excess = float(checked["auroc_gap"].max()), float(checked["log_loss_excess"].max())
+    return worst_gap <= AUROC_GAP and worst_excess <= LOG_LOSS_EXCESS, worst_gap, worst_excess
 
 
 if __name__ == "__main__":

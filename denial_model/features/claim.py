@@ -357,28 +357,35 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         sub: np.ndarray,
         pairs: tuple[np.ndarray, np.ndarray],
         entities: tuple[str, ...] = tuple(FINDING_ENTITIES),
+        rate_only: bool = False,
     ) -> dict[str, dict[str, np.ndarray]]:
         """Per FINDING_ENTITIES entity, each line's rates of that entity with the kinds of
         finding `pairs` gives it ((line, finding) pairs sorted by line, every line present:
         `finding_pairs`), smoothed towards the kind's own rate: `rate` (cumulative), `recent`
         and `lines` of its worst finding, and `any`, the chance that at least one of its
-        findings is denied (cumulative rates, as independent)."""
+        findings is denied (cumulative rates, as independent). `rate_only`: `rate` alone (the
+        decayed sums are not computed)."""
         s, prior = self.smoothing, self.prior_
         rows, found = pairs
         day = sub[rows]
-        kind, kind_recent = self.history_["finding"].before_and_recent((found, FINDINGS), day)
-        kind_rate, kind_recent = smoothed(*kind, prior, s), smoothed(*kind_recent, prior, s)
+
+        def counts(name: str, key: tuple) -> tuple[tuple, tuple | None]:
+            history = self.history_[name]
+            return (history.before(key, day), None) if rate_only else history.before_and_recent(key, day)
+
+        kind, kind_recent = counts("finding", (found, FINDINGS))
+        kind_rate = smoothed(*kind, prior, s)
         out = {}
         for entity in entities:
             pair = _entity_finding(frame.df[FINDING_ENTITIES[entity]], rows, found)
-            (n, y), pair_recent = self.history_[f"{entity}_finding"].before_and_recent(pair, day)
+            (n, y), pair_recent = counts(f"{entity}_finding", pair)
             rate = smoothed(n, y, kind_rate, s)
-            out[entity] = {
-                "rate": per_line_max(rows, rate, frame.n),
-                "recent": per_line_max(rows, smoothed(*pair_recent, kind_recent, s), frame.n),
-                "lines": per_line_max(rows, n.astype(float), frame.n),
-                "any": per_line_any(rows, rate, frame.n),
-            }
+            out[entity] = {"rate": per_line_max(rows, rate, frame.n)}
+            if not rate_only:
+                recent = smoothed(*pair_recent, smoothed(*kind_recent, prior, s), s)
+                out[entity]["recent"] = per_line_max(rows, recent, frame.n)
+                out[entity]["lines"] = per_line_max(rows, n.astype(float), frame.n)
+                out[entity]["any"] = per_line_any(rows, rate, frame.n)
         return out
 
     def _provider_excess(
@@ -395,7 +402,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
 
         def payer_rate(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-            return self._finding_rates(frame, sub, pairs, ("payer",))["payer"]["rate"]
+            return self._finding_rates(frame, sub, pairs, ("payer",), rate_only=True)["payer"]["rate"]
 
         expected = payer_rate(finding_pairs(result.categories))
         # the payer's rate on clean lines: every line's rate as if it had no finding
