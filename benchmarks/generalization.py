@@ -93,7 +93,7 @@ def main() -> None:
             print(f", {calibration} calibration")
             print(show.round(4).to_string(index=False))
             print(volume.round(4).to_string(index=False))
-            checked.append(gap[gap["segment"].isin(CHECKED)].assign(seed=str(seed)))
+            checked.append(gap[gap["segment"].isin(CHECKED)])
             verdicts.append((world, str(seed), *_worst(checked[-1])))
         if len(seeds) > 1:
             mean = pd.concat(checked).groupby("segment")[["auroc_gap", "log_loss_excess"]].mean()
