@@ -77,14 +77,14 @@ class _Binned:
 
     def _codes(self, k: int, col: pd.Series) -> np.ndarray:
         """Category codes of the featurizer -> the encoder's codes (NaN: missing or unseen)."""
-        cats = col.cat.categories
+        cats = col.array.categories  # the Categorical itself: `.cat` builds a Series per attribute
         key = (self.cat_cols[k], tuple(cats))
         lut = self.lookups.get(key)
         if lut is None:
             pos = pd.Index(self.encoder_categories[k]).get_indexer(cats.astype(object))
             lut = np.append(np.where(pos >= 0, pos, np.nan), np.nan)  # last slot: code -1
             self.lookups[key] = lut
-        return lut[col.cat.codes.to_numpy()]
+        return lut[col.array.codes]
 
     def _bins(self, k: int, x: np.ndarray) -> np.ndarray:
         """The bin mapper's rule for one column: thresholds[i-1] < x <= thresholds[i] -> i."""
@@ -117,12 +117,16 @@ class _Binned:
             else:
                 out[:, pos] = np.where(values, hi, lo)
             done = set(names)
-        for k, c in enumerate(self.columns):
-            if k not in self.trees_using:  # no tree splits on it: its bin cannot matter
-                out[:, k] = 0
-            elif c not in done:
-                x = self._codes(k, X[c]) if k < len(self.cat_cols) else X[c].to_numpy(dtype=np.float64)
-                out[:, k] = self._bins(k, x)
+        unused = [k for k in range(len(self.columns)) if k not in self.trees_using]
+        out[:, unused] = 0  # no tree splits on them: their bins cannot matter
+        wanted = [k for k, c in enumerate(self.columns) if k in self.trees_using and c not in done]
+        for k in (k for k in wanted if k < len(self.cat_cols)):
+            out[:, k] = self._bins(k, self._codes(k, X[self.columns[k]]))
+        numeric = [k for k in wanted if k >= len(self.cat_cols)]
+        if numeric:  # read out of the frame as one float matrix: a column at a time costs more
+            values = X[[self.columns[k] for k in numeric]].to_numpy(dtype=np.float64)
+            for j, k in enumerate(numeric):
+                out[:, k] = self._bins(k, values[:, j])
         return out
 
     def _threads(self, rows: int) -> int:

@@ -7,6 +7,7 @@ the rest go on, so rows in = rows checked + rows rejected. Extra columns pass th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, reduce
 from operator import or_
@@ -122,20 +123,48 @@ _DOC_PATTERN = "(?:{0})(?:;(?:{0}))*|{1}".format("|".join(DOCUMENTATION_TOKENS),
 _HCPCS_PATTERN = r"[A-Z]\d{4}|\d{4}[0-9A-Z]"
 
 
+# Up to this many rows, text is factorized by a dict over the cells: pandas' factorize costs
+# about 100 us whatever the length, the dict a microsecond a cell (a claim sent to the
+# service has two lines, and a scoring call factorizes some hundred columns).
+SMALL_FACTORIZE = 64
+
+
 def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, uniques as an object array); missing values are a value of their own.
 
     Validated text columns are categorical: their codes and categories are used as they are
-    (categories may include values no row uses any more)."""
+    (categories may include values no row uses any more). Read through the Categorical
+    itself (`.array`): the `.cat` accessor builds a Series per attribute."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        codes = np.asarray(s.cat.codes, dtype=np.intp)
-        uniques = np.asarray(s.cat.categories, dtype=object)
+        cat = s.array
+        codes = np.asarray(cat.codes, dtype=np.intp)
+        uniques = np.asarray(cat.categories, dtype=object)
         if len(codes) and codes.min() < 0:
             codes = np.where(codes < 0, len(uniques), codes)
             uniques = np.append(uniques, np.nan)
         return codes, uniques
+    if len(s) <= SMALL_FACTORIZE and (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
+        return _factorize_small(s.to_numpy(dtype=object))
     codes, uniques = s.factorize(use_na_sentinel=False)
     return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
+
+
+def _factorize_small(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pd.factorize(use_na_sentinel=False)` of a few object cells (at most
+    `SMALL_FACTORIZE`: a bounded path, not a row loop): codes in order of first appearance,
+    every missing value (None, NaN, NA) one unique NaN, and values equal in Python (1, 1.0,
+    True) one unique, the first seen, as pandas' object hash table does."""
+    keys = values.copy()
+    keys[pd.isna(values)] = _MISSING
+    first = dict.fromkeys(keys.tolist())  # distinct keys, first-seen order and objects
+    code_of = {k: i for i, k in enumerate(first)}
+    codes = np.fromiter((code_of[k] for k in keys.tolist()), dtype=np.intp, count=len(keys))
+    uniques = np.empty(len(first), dtype=object)
+    uniques[:] = [np.nan if k is _MISSING else k for k in first]
+    return codes, uniques
+
+
+_MISSING = object()
 
 
 def _fast_categorical(codes: np.ndarray, cats: pd.Index) -> pd.Categorical:
@@ -293,6 +322,25 @@ def frame_from_arrow(table) -> pd.DataFrame:
 
 def _as_text(s: pd.Series) -> pd.Series:
     """Column as stripped text with '' for missing, whatever its stored type."""
+    cells = _text_cells(s)
+    return per_unique(cells, _stripped) if _holds_text(s) else cells
+
+
+def _holds_text(s: pd.Series) -> bool:
+    """Text, mixed values or categorical: stripped per distinct value (other types are
+    written as text by `_text_cells`, already without spaces)."""
+    return not (
+        pd.api.types.is_datetime64_any_dtype(s)
+        or pd.api.types.is_float_dtype(s)
+        or pd.api.types.is_integer_dtype(s)
+        or pd.api.types.is_bool_dtype(s)
+    )
+
+
+def _text_cells(s: pd.Series) -> pd.Series:
+    """A column whose cells are text once stripped: numbers, dates and booleans written as
+    text (row by row, vectorized: they are not text to begin with), lists joined by ';'; a
+    column of text (or of mixed values, or categorical) is returned as it is."""
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.strftime("%Y-%m-%d").fillna("")
     if pd.api.types.is_float_dtype(s):
@@ -303,8 +351,13 @@ def _as_text(s: pd.Series) -> pd.Series:
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype(str).astype(object)
     if s.dtype == object and _holds_lists(s):
-        s = s.map(_joined)  # a list-typed column (Parquet lists): its items ';'-separated
-    return per_unique(s, lambda u: u.where(u.notna(), "").astype(str).str.strip().astype(object))
+        return s.map(_joined)  # a list-typed column (Parquet lists): its items ';'-separated
+    return s
+
+
+def _stripped(u: pd.Series) -> pd.Series:
+    """Distinct cells as stripped text, '' for missing."""
+    return u.where(u.notna(), "").astype(str).str.strip().astype(object)
 
 
 def _holds_lists(s: pd.Series) -> bool:
@@ -325,17 +378,22 @@ MAX_CELL = 10_000
 NUMBER_LIMITS = {"line_number": 1e6, "units": 1e6, "billed_amount": 1e8, "dose_mg": 1e6, "ndc_quantity": 1e6}
 
 
-def _number(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+def _number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values as float, True where a non-empty cell is not a finite number)."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        vals = s.astype(float)
-        bad = pd.Series(False, index=s.index)
+        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
-        text = _as_text(s)
-        vals = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
-        bad = (text != "") & vals.isna()
-    infinite = vals.notna() & ~np.isfinite(vals.to_numpy())
-    return vals.where(~infinite), bad | infinite
+        vals = per_unique(_text_cells(s), _parsed_number).to_numpy(dtype=np.float64)
+    bad = ~np.isnan(vals) & ~np.isfinite(vals)
+    return np.where(bad, np.nan, vals), bad
+
+
+def _parsed_number(u: pd.Series) -> pd.Series:
+    """Distinct cells as numbers: NaN when empty, infinite when not a number (a bad value
+    either way, as an infinite one is)."""
+    text = _stripped(u)
+    vals = pd.to_numeric(text.where(text != "", None), errors="coerce").astype(float)
+    return vals.where(vals.notna() | (text == ""), np.inf)
 
 
 # dates, or date-times at midnight (what databases and pandas export); a zone offset may
@@ -380,7 +438,7 @@ def _date_facts(u: pd.Series, date_format: str | None) -> pd.Series:
     return pd.Series(day * 4 + timed.astype(np.int64) * 2 + (u != "").to_numpy().astype(np.int64))
 
 
-def _date(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series, pd.Series]:
+def _date(s: pd.Series, date_format: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dates as datetime64[ns], True where a non-empty cell is not a date in 1900-2262,
     True where it has a time of day other than midnight). Text is ISO; with `date_format`,
     text that is not ISO is read with that format too (`03/04/2025` by `%m/%d/%Y`)."""
@@ -392,15 +450,14 @@ def _date(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.S
         present = ~np.isnat(raw)
         timed = present & (raw != days.astype(raw.dtype))
     else:
-        packed = per_unique(_as_text(s), lambda u: _date_facts(u, date_format)).to_numpy()
+        packed = per_unique(_text_cells(s), lambda u: _date_facts(_stripped(u), date_format)).to_numpy()
         present, timed = (packed & 1).astype(bool), (packed & 2).astype(bool)
         day = packed >> 2
         days = np.where(day == _NO_DAY, np.datetime64("NaT"), day.astype("datetime64[D]"))
     in_range = ~np.isnat(days) & (days >= _FIRST_DAY) & (days < _END_DAY)
     vals = np.where(in_range, days, np.datetime64("NaT")).astype("datetime64[ns]")
     bad = present & ~in_range
-    idx = s.index
-    return pd.Series(vals, index=idx), pd.Series(bad, index=idx), pd.Series(timed & ~bad, index=idx)
+    return vals, bad, timed & ~bad
 
 
 @dataclass
@@ -496,85 +553,229 @@ class _Problems:
     """Bad cells found so far: (column, bad mask, reason, offending values or None). Reasons
     are built later, for the bad rows only."""
 
-    def __init__(self) -> None:
-        self.found: list[tuple[str, pd.Series, str, pd.Series | None]] = []
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.found: list[tuple[str, np.ndarray, str, pd.Series | None]] = []
 
-    def flag(self, col: str, bad: pd.Series, reason: str, value: pd.Series | None = None) -> None:
-        hit = bad.to_numpy(dtype=bool, na_value=False)  # one conversion; a Series only when needed
+    def flag(self, col: str, bad, reason: str, value: pd.Series | None = None) -> None:
+        """`bad`: a mask of the rows (array or Series, missing as not bad)."""
+        hit = (
+            bad.to_numpy(dtype=bool, na_value=False) if isinstance(bad, pd.Series) else np.asarray(bad, bool)
+        )
         if hit.any():
-            self.found.append((col, pd.Series(hit, index=bad.index), reason, value))
+            self.found.append((col, hit, reason, value))
 
     def unreadable(self, read: pd.Series) -> None:
         """Rows the file reader could not take: their reader problem is their only reason
         (their cells are empty placeholders, not values worth reporting)."""
-        hit = read.notna() & (read.astype(object) != "")
+        hit = (read.notna() & (read.astype(object) != "")).to_numpy()
         if not hit.any():
             return
         self.found = [(c, bad & ~hit, r, v) for c, bad, r, v in self.found]
         for problem in pd.unique(read[hit].astype(str)):
             col, why = problem.split("\t", 1)
-            self.found.append((col, (read.astype(object) == problem) & hit, why, None))
+            self.found.append((col, (read.astype(object) == problem).to_numpy() & hit, why, None))
 
-    def any_row(self, index: pd.Index) -> pd.Series:
-        bad_any = pd.Series(False, index=index)
+    def any_row(self) -> np.ndarray:
+        bad_any = np.zeros(self.n, dtype=bool)
         for _, bad, *_ in self.found:
             bad_any |= bad
         return bad_any
-
-
-def _fullmatch(s: pd.Series, pattern: str) -> pd.Series:
-    return per_unique(s, lambda x: x.str.fullmatch(pattern)).astype(bool)
 
 
 def _split_list(x: pd.Series) -> pd.Series:
     return x.str.replace(r"[\s,;]+", ";", regex=True).str.strip(";")
 
 
-def _identity_columns(text: dict[str, pd.Series], problems: _Problems) -> dict[str, pd.Series]:
-    """Ids, payer type, place of service, code and modifiers, normalized."""
-    for col in ("claim_id", "patient_id", "payer_id"):
-        problems.flag(col, text[col] == "", "is empty")
-    npi = text["provider_npi"]
-    problems.flag("provider_npi", ~_fullmatch(npi, r"\d{10}"), "must be 10 digits, got", npi)
-    ptype = per_unique(text["payer_type"], lambda x: x.str.lower())
-    problems.flag(
-        "payer_type", ~ptype.isin(PAYER_TYPES), f"must be one of {', '.join(PAYER_TYPES)}, got", ptype
+def _not_matching(pattern: str) -> Callable[[pd.Series], pd.Series]:
+    return lambda x: ~x.str.fullmatch(pattern).astype(bool)
+
+
+def _listed_and(bad: Callable[[pd.Series], pd.Series]) -> Callable[[pd.Series], pd.Series]:
+    """A check on a list column that an empty cell passes."""
+    return lambda x: (x != "") & bad(x)
+
+
+def _unknown_tokens(x: pd.Series) -> pd.Series:
+    return x.str.split(";").map(
+        lambda t: (
+            ", ".join(k for k in t if k not in DOC_BIT)
+            + (f" ({DOC_UNKNOWN!r} stands alone)" if DOC_UNKNOWN in t else "")
+        )
     )
-    pos = per_unique(text["place_of_service"], lambda x: x.where(x.str.len() != 1, "0" + x))
-    problems.flag("place_of_service", ~_fullmatch(pos, r"\d{2}"), "must be a 2-digit code, got", pos)
-    code = per_unique(text["hcpcs_code"], lambda x: x.str.upper())
-    problems.flag(
-        "hcpcs_code", ~_fullmatch(code, _HCPCS_PATTERN), "is not a 5-character HCPCS/CPT code:", code
-    )
-    mods = per_unique(text["modifiers"], lambda x: _split_list(x.str.upper()))
-    problems.flag(
-        "modifiers",
-        (mods != "") & ~_fullmatch(mods, _MOD_PATTERN),
-        "must be up to four 2-character modifiers separated by ';', got",
-        mods,
-    )
-    return {
-        **{c: text[c] for c in ("claim_id", "patient_id", "payer_id")},
-        "provider_npi": npi,
-        "payer_type": ptype,
-        "place_of_service": pos,
-        "hcpcs_code": code,
-        "modifiers": mods,
-    }
+
+
+@dataclass(frozen=True)
+class _Check:
+    """One problem a text cell can have, judged on the column's normalized distinct values.
+    `quote`: what the reason quotes: "value" (normalized), "text" (as sent, stripped), a
+    function of the normalized values, or None."""
+
+    reason: str
+    bad: Callable[[pd.Series], pd.Series]
+    quote: str | Callable[[pd.Series], pd.Series] | None = "value"
+
+
+@dataclass(frozen=True)
+class _Text:
+    """A text column: how its stripped text is normalized, the checks on the normalized
+    value, and (`stored`) the form kept after the checks. One registration per column."""
+
+    normalize: Callable[[pd.Series], pd.Series] | None = None
+    checks: tuple[_Check, ...] = ()
+    stored: Callable[[pd.Series], pd.Series] | None = None
+
+
+_EMPTY = _Check("is empty", lambda x: x == "", None)
+_IDENTITY: dict[str, _Text] = {
+    "claim_id": _Text(checks=(_EMPTY,)),
+    "patient_id": _Text(checks=(_EMPTY,)),
+    "payer_id": _Text(checks=(_EMPTY,)),
+    "provider_npi": _Text(checks=(_Check("must be 10 digits, got", _not_matching(r"\d{10}")),)),
+    "payer_type": _Text(
+        lambda x: x.str.lower(),
+        (_Check(f"must be one of {', '.join(PAYER_TYPES)}, got", lambda x: ~x.isin(PAYER_TYPES)),),
+    ),
+    "place_of_service": _Text(
+        lambda x: x.where(x.str.len() != 1, "0" + x),
+        (_Check("must be a 2-digit code, got", _not_matching(r"\d{2}")),),
+    ),
+    "hcpcs_code": _Text(
+        lambda x: x.str.upper(),
+        (_Check("is not a 5-character HCPCS/CPT code:", _not_matching(_HCPCS_PATTERN)),),
+    ),
+    "modifiers": _Text(
+        lambda x: _split_list(x.str.upper()),
+        (
+            _Check(
+                "must be up to four 2-character modifiers separated by ';', got",
+                _listed_and(_not_matching(_MOD_PATTERN)),
+            ),
+        ),
+    ),
+}
+_CLINICAL: dict[str, _Text] = {
+    "ndc": _Text(
+        lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", "")),
+        (_Check("must be 11 digits (5-4-2, no dashes), got", _listed_and(_not_matching(r"\d{11}")), "text"),),
+    ),
+    "ndc_unit": _Text(
+        lambda x: x.str.upper(),
+        (_Check(f"must be one of {', '.join(NDC_UNITS)}, got", _listed_and(lambda x: ~x.isin(NDC_UNITS))),),
+    ),
+    "drug_description": _Text(),
+    "diagnosis_codes": _Text(
+        lambda x: _split_list(x.str.upper()),
+        (
+            _Check("is empty: at least one ICD-10-CM code is required", lambda x: x == "", None),
+            _Check("is not ICD-10-CM codes separated by ';':", _listed_and(_not_matching(_DX_PATTERN))),
+        ),
+        lambda x: x.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True),
+    ),
+    "prior_auth_number": _Text(),
+    "documentation": _Text(
+        lambda x: _split_list(x.str.lower()),
+        (_Check("has unknown token(s):", _listed_and(_not_matching(_DOC_PATTERN)), _unknown_tokens),),
+    ),
+}
+
+
+@dataclass
+class _Facts:
+    """A text column's facts per distinct input value (`codes`: each row's value), each
+    computed once: stripped text, normalized value, stored form, and the problems found as
+    bits (bit 0: longer than MAX_CELL, bit i + 1: check i)."""
+
+    codes: np.ndarray
+    text: np.ndarray
+    value: np.ndarray
+    stored: np.ndarray
+    bits: np.ndarray
+
+    def rows(self, bit: int) -> np.ndarray:
+        return ((self.bits >> bit) & 1).astype(bool)[self.codes]
+
+
+# A column's facts per distinct input value, kept across calls (`_text_facts`): a service
+# scoring a claim at a time sees the same codes, payers and places again and again.
+_TEXT_MEMO: dict[str, dict] = {}
+
+
+def _distinct_facts(spec: _Text, uniques: np.ndarray) -> list[np.ndarray]:
+    """[text, value, stored, bits] of distinct cells, vectorized over them."""
+    text = _stripped(pd.Series(uniques, dtype=object))
+    value = spec.normalize(text) if spec.normalize else text
+    bits = (text.str.len() > MAX_CELL).to_numpy(dtype=np.int64)
+    for i, check in enumerate(spec.checks):
+        bits |= check.bad(value).to_numpy(dtype=bool).astype(np.int64) << (i + 1)
+    stored = spec.stored(value) if spec.stored else value
+    return [np.asarray(v.to_numpy(), dtype=object) for v in (text, value, stored)] + [bits]
+
+
+def _text_facts(name: str, spec: _Text, s: pd.Series) -> _Facts:
+    """The facts of a column's distinct values; a few distinct values are answered from what
+    the same column gave them before (`_TEXT_MEMO`), and only the new ones computed."""
+    codes, uniques = _factorize(_text_cells(s))
+    if len(uniques) > MEMO_UNIQUES:
+        return _Facts(codes, *_distinct_facts(spec, uniques))
+    seen = _TEXT_MEMO.setdefault(name, {})
+    keys = [_MISSING if u is np.nan or (isinstance(u, float) and u != u) else (type(u), u) for u in uniques]
+    new = [i for i, k in enumerate(keys) if k not in seen]
+    if new:
+        if len(seen) > MEMO_SIZE:
+            seen.clear()
+        got = _distinct_facts(spec, uniques[new])
+        seen.update(zip((keys[i] for i in new), zip(*(g.tolist() for g in got), strict=True), strict=True))
+    rows = [seen[k] for k in keys]
+    facts = [np.empty(len(rows), dtype=object) for _ in range(3)]
+    for j in range(3):
+        facts[j][:] = [r[j] for r in rows]
+    return _Facts(codes, *facts, np.array([r[3] for r in rows], dtype=np.int64))
+
+
+def _stored(facts: _Facts) -> pd.Categorical:
+    """The column as validated: categorical of the stored forms (normalizing can merge
+    distinct inputs into one value)."""
+    rcodes, runiques = _factorize(pd.Series(facts.stored, dtype=object))
+    return _categorical(rcodes[facts.codes], runiques)
+
+
+def _quoted(facts: _Facts, quote: str | Callable[[pd.Series], pd.Series] | None) -> pd.Series | None:
+    """Each row's quoted value for a reason (see `_Check.quote`), built only for a problem found."""
+    if quote is None:
+        return None
+    if callable(quote):
+        return pd.Series(np.asarray(quote(pd.Series(facts.value, dtype=object)), dtype=object)[facts.codes])
+    return pd.Series((facts.value if quote == "value" else facts.text)[facts.codes], dtype=object)
+
+
+def _text_columns(out: pd.DataFrame, specs: dict[str, _Text], problems: _Problems) -> dict[str, _Facts]:
+    """Each text column's facts, its checks' problems flagged in the registry's order."""
+    facts = {}
+    for col, spec in specs.items():
+        f = facts[col] = _text_facts(col, spec, out[col])
+        if not f.bits.any():
+            continue
+        for i, check in enumerate(spec.checks):
+            bad = f.rows(i + 1)
+            if bad.any():
+                problems.flag(col, bad, check.reason, _quoted(f, check.quote))
+    return facts
 
 
 def _numbers_and_dates(
     out: pd.DataFrame, problems: _Problems, date_format: str | None = None
-) -> dict[str, pd.Series]:
+) -> dict[str, np.ndarray]:
     line_no, bad_ln = _number(out["line_number"])
-    bad_ln = bad_ln | line_no.isna() | (line_no < 1) | (line_no != np.floor(line_no))
+    with np.errstate(invalid="ignore"):
+        bad_ln = bad_ln | np.isnan(line_no) | (line_no < 1) | (line_no != np.floor(line_no))
     problems.flag("line_number", bad_ln, "must be an integer >= 1, got", out["line_number"])
     units, bad = _number(out["units"])
-    problems.flag("units", bad | units.isna() | ~(units > 0), "must be a number > 0, got", out["units"])
+    problems.flag("units", bad | ~(units > 0), "must be a number > 0, got", out["units"])
     billed, bad = _number(out["billed_amount"])
     problems.flag(
         "billed_amount",
-        bad | billed.isna() | (billed < 0),
+        bad | np.isnan(billed) | (billed < 0),
         "must be a number >= 0, got",
         out["billed_amount"],
     )
@@ -591,9 +792,10 @@ def _numbers_and_dates(
     dates = {}
     for col in ("service_date", "submission_date"):
         dates[col], bad, timed = _date(out[col], date_format)
-        missing = dates[col].isna() & ~bad
         shape = "YYYY-MM-DD" + (f" or {date_format}" if date_format else "")
-        problems.flag(col, bad | missing, f"is not an ISO date ({shape}, years 1900-2262):", out[col])
+        problems.flag(
+            col, bad | np.isnat(dates[col]), f"is not an ISO date ({shape}, years 1900-2262):", out[col]
+        )
         problems.flag(
             col,
             timed,
@@ -604,61 +806,12 @@ def _numbers_and_dates(
         "submission_date", dates["submission_date"] < dates["service_date"], "is before service_date"
     )
     return {
-        "line_number": line_no.fillna(0).astype("int64"),
+        "line_number": np.where(np.abs(line_no) <= NUMBER_LIMITS["line_number"], line_no, 0).astype("int64"),
         "units": units,
         "billed_amount": billed,
         "dose_mg": dose,
         "ndc_quantity": ndc_qty,
         **dates,
-    }
-
-
-def _drug_and_clinical(text: dict[str, pd.Series], problems: _Problems) -> dict[str, pd.Series]:
-    """NDC and its unit, diagnoses (dotted ICD-10-CM), documentation tokens."""
-    ndc_raw = text["ndc"]
-    ndc = per_unique(
-        ndc_raw, lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", ""))
-    )
-    problems.flag(
-        "ndc", (ndc != "") & ~_fullmatch(ndc, r"\d{11}"), "must be 11 digits (5-4-2, no dashes), got", ndc_raw
-    )
-    ndc_unit = per_unique(text["ndc_unit"], lambda x: x.str.upper())
-    problems.flag(
-        "ndc_unit",
-        (ndc_unit != "") & ~ndc_unit.isin(NDC_UNITS),
-        f"must be one of {', '.join(NDC_UNITS)}, got",
-        ndc_unit,
-    )
-    dx = per_unique(text["diagnosis_codes"], lambda x: _split_list(x.str.upper()))
-    problems.flag("diagnosis_codes", dx == "", "is empty: at least one ICD-10-CM code is required")
-    problems.flag(
-        "diagnosis_codes",
-        (dx != "") & ~_fullmatch(dx, _DX_PATTERN),
-        "is not ICD-10-CM codes separated by ';':",
-        dx,
-    )
-    dotted = r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])"
-    dx = per_unique(dx, lambda x: x.str.replace(dotted, r"\1.\2", regex=True))
-    docs = per_unique(text["documentation"], lambda x: _split_list(x.str.lower()))
-    bad_doc = (docs != "") & ~_fullmatch(docs, _DOC_PATTERN)
-    if bad_doc.any():
-        unknown = per_unique(
-            docs,
-            lambda x: x.str.split(";").map(
-                lambda t: (
-                    ", ".join(k for k in t if k not in DOC_BIT)
-                    + (f" ({DOC_UNKNOWN!r} stands alone)" if DOC_UNKNOWN in t else "")
-                )
-            ),
-        )
-        problems.flag("documentation", bad_doc, "has unknown token(s):", unknown)
-    return {
-        "ndc": ndc,
-        "ndc_unit": ndc_unit,
-        "drug_description": text["drug_description"],
-        "diagnosis_codes": dx,
-        "prior_auth_number": text["prior_auth_number"],
-        "documentation": docs,
     }
 
 
@@ -683,24 +836,26 @@ def validate(
     for col in OPTIONAL:
         if col not in out.columns:
             out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
-    problems = _Problems()
-    text: dict[str, pd.Series] = {c: _as_text(out[c]) for c in _STRING_COLS}
-    for col, values in text.items():
-        length = per_unique(values, lambda u: u.str.len())
-        problems.flag(col, length > MAX_CELL, f"is longer than {MAX_CELL:,} characters:", values)
-    normalized = {
-        **_identity_columns(text, problems),
-        **_numbers_and_dates(out, problems, check_date_format(date_format)),
-        **_drug_and_clinical(text, problems),
-    }
+    problems = _Problems(n)
+    length_problems = _Problems(n)  # listed first: a cell too long is the first thing to say
+    facts = _text_columns(out, _IDENTITY, problems)
+    numbers = _numbers_and_dates(out, problems, check_date_format(date_format))
+    facts.update(_text_columns(out, _CLINICAL, problems))
+    for col in _STRING_COLS:
+        too_long = facts[col].rows(0)
+        if too_long.any():
+            length_problems.flag(
+                col, too_long, f"is longer than {MAX_CELL:,} characters:", _quoted(facts[col], "text")
+            )
+    problems.found = length_problems.found + problems.found
     if read is not None:
         problems.unreadable(read)
-    bad_any = problems.any_row(out.index)
-    rejects = _rejects(problems.found, bad_any, text, out, row_offset)
-    for col in INPUT_COLUMNS:
-        out[col] = normalized[col]
-    keep = ~bad_any.to_numpy()
-    good = out if keep.all() else out.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+    bad_any = problems.any_row()
+    rejects = _rejects(problems.found, bad_any, facts["claim_id"], out, row_offset)
+    normalized = {**{c: _stored(f) for c, f in facts.items()}, **numbers}
+    lines = pd.DataFrame({c: normalized.get(c, out[c]) for c in out.columns}, copy=False)
+    keep = ~bad_any
+    good = lines if keep.all() else lines.iloc[np.flatnonzero(keep)].reset_index(drop=True)
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
     return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
 
@@ -711,30 +866,30 @@ def _shown(value: str, width: int = 60) -> str:
 
 
 def _rejects(
-    problems, bad_any: pd.Series, text: dict[str, pd.Series], raw: pd.DataFrame, row_offset: int
+    problems, bad_any: np.ndarray, claim: _Facts, raw: pd.DataFrame, row_offset: int
 ) -> pd.DataFrame:
     if not bad_any.any():
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS})
-    idx = bad_any[bad_any].index
+    idx = np.flatnonzero(bad_any)
     columns = pd.Series("", index=idx, dtype=object)
     reasons = pd.Series("", index=idx, dtype=object)
     for col, bad, reason, value in problems:
-        hit = bad[bad].index
+        hit = np.flatnonzero(bad)
         text_reason = col + " " + reason
         if value is not None:
-            shown = _as_text(value[hit]).map(_shown)
+            shown = _as_text(value.iloc[hit]).map(_shown)
             text_reason = text_reason + " " + shown.astype(str)
         else:
             text_reason = pd.Series(text_reason, index=hit)
         sep_c = np.where(columns[hit] == "", "", ",")
         sep_r = np.where(reasons[hit] == "", "", "; ")
         columns[hit] = columns[hit] + sep_c + col
-        reasons[hit] = reasons[hit] + sep_r + text_reason
+        reasons[hit] = reasons[hit] + sep_r + text_reason.to_numpy()
     return pd.DataFrame(
         {
-            "row": (idx.to_numpy() + row_offset).astype("int64"),
-            "claim_id": text["claim_id"][idx].to_numpy(),
-            "line_number": _as_text(raw["line_number"])[idx].to_numpy(),
+            "row": (idx + row_offset).astype("int64"),
+            "claim_id": claim.text[claim.codes[idx]],
+            "line_number": _as_text(raw["line_number"]).to_numpy()[idx],
             "column": columns.to_numpy(),
             "reason": reasons.to_numpy(),
         }

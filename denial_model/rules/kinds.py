@@ -194,11 +194,11 @@ def _write(lines: pd.DataFrame, rows: np.ndarray, column: str, values: Any) -> N
         lines.iloc[rows, lines.columns.get_loc(column)] = values
         return
     values = np.broadcast_to(np.asarray(values, dtype=object), (len(rows),))
-    cats = col.cat.categories
+    cats = col.array.categories
     new = pd.Index(pd.unique(values)).difference(cats)
     if len(new):
         cats = cats.append(new)
-    codes = col.cat.codes.to_numpy().copy()
+    codes = np.array(col.array.codes)
     codes[rows] = cats.get_indexer(values)
     lines[column] = pd.Categorical.from_codes(codes, categories=cats)
 
