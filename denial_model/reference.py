@@ -146,10 +146,26 @@ class Reference:
     def _ndc_first_code(self) -> pd.Series:
         return self.crosswalk.drop_duplicates("ndc").set_index("ndc")["hcpcs_code"]
 
+    def positions(self, index: pd.Index, keys) -> np.ndarray:
+        """Position in `index` of each of `keys` (-1: not in it). Text indexes of this
+        Reference's tables and `derived` facts are looked up in a dict built once per index
+        (a column's Series is a new object at each access, but its index shares one Arrow
+        array, whose identity keys the dict; the cache holds the array, so the identity
+        cannot be reused). A few codes cost microseconds so, against a hundred or more for
+        `get_indexer` on the whole code set. Other indexes use `get_indexer`."""
+        if not isinstance(index.dtype, pd.StringDtype):
+            return index.get_indexer(pd.Index(keys, dtype=object))
+        values = index.array
+        _, position = self.derived(
+            ("positions", id(values)), lambda: (values, {v: i for i, v in enumerate(index)})
+        )
+        return np.fromiter((position.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+
     @cached_property
-    def ndc_code_index(self) -> pd.MultiIndex:
-        """`ndc_code_pairs` as a (ndc, hcpcs_code) index, for looking pairs up."""
-        return pd.MultiIndex.from_frame(self.ndc_code_pairs[["ndc", "hcpcs_code"]])
+    def ndc_code_rows(self) -> dict[tuple[str, str], int]:
+        """(ndc, hcpcs_code) -> its row of `ndc_code_pairs`."""
+        pairs = self.ndc_code_pairs
+        return {k: i for i, k in enumerate(zip(pairs["ndc"], pairs["hcpcs_code"], strict=True))}
 
     def derived(self, key: tuple, build):
         """A fact of these tables combined with something fixed (a rule pack, keyed by its

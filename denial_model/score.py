@@ -167,12 +167,13 @@ def score_frame(
     out = df.iloc[v.rows].reset_index(drop=True)
     if len(v.lines):
         scored = loaded.scorer.score_lines(lines, earlier)
-        for c in SCORE_COLUMNS:
-            out[c] = scored.columns[c].to_pandas()
+        scores = pa.table([scored.columns[c] for c in SCORE_COLUMNS], names=list(SCORE_COLUMNS)).to_pandas()
     else:
-        for c in SCORE_COLUMNS:
-            out[c] = pd.Series(dtype=float if c in NUMBER_COLUMNS else str)
-    return out, v.rejects
+        empty = {c: pd.Series(dtype=float if c in NUMBER_COLUMNS else str) for c in SCORE_COLUMNS}
+        scores = pd.DataFrame(empty)
+    # the score columns replace any of the same name the input had; joined in one step
+    out = out.drop(columns=[c for c in SCORE_COLUMNS if c in out.columns])
+    return pd.concat([out, scores], axis=1), v.rejects
 
 
 def _output_table(table: pa.Table) -> pa.Table:

@@ -37,3 +37,28 @@ def test_unwritable_cache_folder_still_answers(fresh_cache, monkeypatch):
     fresh_cache.parent.joinpath("blocker").write_text("a file, not a folder")
     monkeypatch.setenv(reference.ENV_CACHE_DIR, str(fresh_cache.parent / "blocker" / "sub"))
     assert list(icd10_billable(["F32.9", "F32"])) == [True, False]
+
+
+def test_code_lookups_are_built_once_and_equal_reindex():
+    """`Reference.positions` keys its dicts by the identity of an index's array: scoring the
+    same table again adds no entry (a pandas where a column's index stopped sharing its
+    array would rebuild and keep a dict per call), and the lookup equals `reindex`."""
+    import pandas as pd
+
+    from denial_model.rules.engine import evaluate
+    from denial_model.rules.pack import load_pack
+    from denial_model.simulate import SimConfig, simulate
+    from denial_model.table import ClaimFrame, validate
+
+    ref = reference.load_reference()
+    pack = load_pack()
+    lines = validate(simulate(SimConfig(lines=300, seed=3))).lines
+    evaluate(ClaimFrame(lines), pack, ref=ref)
+    kept = len(ref.__dict__["_derived"])
+    evaluate(ClaimFrame(lines), pack, ref=ref)
+    assert len(ref.__dict__["_derived"]) == kept
+    keys = [*lines["hcpcs_code"].astype(str).unique()[:20], "ZZZZZ"]
+    units = ref.hcpcs["unit_mg"]
+    pos = ref.positions(units.index, keys)
+    expected = units.index.get_indexer(pd.Index(keys))
+    assert pos.tolist() == expected.tolist() and (pos == -1).sum() >= 1

@@ -7,6 +7,7 @@ scores with the rules it was trained with even if the YAML on disk changes later
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,10 @@ def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
     return sum(((mask >> i) & 1) for i in range(bits)).astype(float)
 
 
+# fitted ClaimFeatures -> its `_level_lookup`s; gone with the estimator
+_LEVEL_LOOKUPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class ClaimFeatures(TransformerMixin, BaseEstimator):
     """Rule hits, claim attributes, claim context and leakage-safe history, as one DataFrame.
 
@@ -237,6 +242,17 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         out["dx_group"] = (np.asarray(first3, dtype=np.int64)[dx_codes], [str(g) for g in groups])
         return out
 
+    def _level_lookup(self, c: str) -> tuple[pd.CategoricalDtype, dict]:
+        """(categorical dtype, level -> code) of a fitted categorical column, built once per
+        fitted model (kept beside it, not in it: not pickled, not a parameter): building
+        them costs more than a claim's whole column."""
+        cache = _LEVEL_LOOKUPS.setdefault(self, {})
+        levels = self.levels_[c]
+        got = cache.get(c)
+        if got is None or got[0] is not levels:  # refitted: new levels
+            got = cache[c] = (levels, pd.CategoricalDtype(levels), {v: i for i, v in enumerate(levels)})
+        return got[1], got[2]
+
     @staticmethod
     def _levels(codes: np.ndarray, names: list[str], max_levels: int) -> list[str]:
         """The `max_levels` most frequent values (ties by value), sorted."""
@@ -270,10 +286,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         attrs = self._attributes(frame, result.drug)
         for c in CATEGORICAL:
             codes, names = attrs[c]
-            lut = np.append(
-                pd.Index(self.levels_[c], dtype=object).get_indexer(pd.Index(names, dtype=object)), -1
-            )
-            out[c] = pd.Categorical.from_codes(lut[codes], categories=self.levels_[c])
+            dtype, position = self._level_lookup(c)
+            lut = np.array([position.get(v, -1) for v in names] + [-1], dtype=np.intp)  # per distinct value
+            out[c] = pd.Categorical.from_codes(lut[codes], dtype=dtype)
         sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
         groups = getattr(self, "groups_", ())
         recent, keys = {}, {}

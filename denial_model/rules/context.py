@@ -78,16 +78,24 @@ class Context:
     def per_code(self, mapping: pd.Series, default) -> np.ndarray:
         """Look a per-code value up for every line via the unique codes."""
         codes, uniques = self.code_factor
-        vals = mapping.reindex(uniques).to_numpy()
-        vals = np.where(pd.isna(vals), default, vals) if len(vals) else vals
-        return vals[codes] if self.n else np.zeros(0, dtype=object)
+        return self._lookup(mapping, uniques, default)[codes] if self.n else np.zeros(0, dtype=object)
 
     def per_ndc(self, values: pd.Series, default) -> np.ndarray:
         """Look a per-NDC value up for every line via the distinct NDCs."""
         codes, uniques = self.factor("ndc")
-        vals = values.reindex(uniques).to_numpy(dtype=object)
-        vals = np.where(pd.isna(vals), default, vals) if len(vals) else vals
-        return vals[codes] if self.n else np.zeros(0, dtype=object)
+        if not self.n:
+            return np.zeros(0, dtype=object)
+        return self._lookup(values, uniques, default).astype(object)[codes]
+
+    def _lookup(self, mapping: pd.Series, keys, default) -> np.ndarray:
+        """`mapping`'s value of each of `keys` (distinct values), `default` where it has none
+        or a missing one; `mapping` is one the Reference keeps (see `Reference.positions`)."""
+        pos = self.ref.positions(mapping.index, keys)
+        vals = mapping.to_numpy()
+        if not len(vals):
+            return np.full(len(keys), default, dtype=object)
+        got = vals[np.maximum(pos, 0)]
+        return np.where((pos < 0) | pd.isna(got), default, got)
 
     @cached_property
     def ndc_code(self) -> np.ndarray:
@@ -104,15 +112,12 @@ class Context:
             return np.zeros(0, dtype=np.int64)
         ndc_codes, ndc_u = self.factor("ndc")
         code_codes, code_u = self.code_factor
-        inverse, distinct = pd.factorize(ndc_codes.astype(np.int64) * (len(code_u) + 1) + code_codes)
-        listed = self.ref.ndc_code_index
-        wanted = pd.MultiIndex.from_arrays(
-            [
-                ndc_u[distinct // (len(code_u) + 1)],
-                np.asarray(code_u, dtype=object)[distinct % (len(code_u) + 1)],
-            ]
-        )
-        return listed.get_indexer(wanted)[inverse]
+        width = len(code_u) + 1
+        inverse, distinct = pd.factorize(ndc_codes.astype(np.int64) * width + code_codes)
+        rows = self.ref.ndc_code_rows
+        code_u = np.asarray(code_u, dtype=object)
+        found = (rows.get((ndc_u[d // width], code_u[d % width]), -1) for d in distinct.tolist())
+        return np.fromiter(found, dtype=np.int64, count=len(distinct))[inverse]
 
     @cached_property
     def units_per_item(self) -> np.ndarray:

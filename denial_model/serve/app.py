@@ -83,6 +83,11 @@ def _json(body: dict, status: int = 200, headers: dict | None = None) -> JSONRes
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# A refused body is read (and dropped) up to this many times the body limit before the 413 is
+# sent (`Guard`): no memory is kept, only the client's write is let finish.
+DRAIN_FACTOR = 4
+
+
 class Guard:
     """Pure ASGI middleware around the app: request id, body size cap (counting what
     arrives, so a body without Content-Length is capped too), metrics and the log line."""
@@ -99,7 +104,7 @@ class Guard:
         rid = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         route = scope["path"] if scope["path"] in ROUTES else "other"
-        state = {"received": 0, "too_large": False, "status": 500}
+        state = {"received": 0, "too_large": False, "status": 500, "ended": False}
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.limit:
             state["too_large"] = True
@@ -110,14 +115,28 @@ class Guard:
             msg = await receive()
             if msg["type"] == "http.request":
                 state["received"] += len(msg.get("body", b""))
+                state["ended"] = not msg.get("more_body", False)
                 if state["received"] > self.limit:
                     state["too_large"] = True
                     return {"type": "http.request", "body": b"", "more_body": False}
             return msg
 
+        async def drain():
+            """Read and drop the rest of a refused body, up to `DRAIN_FACTOR` times the
+            limit: a client that writes its whole body before it reads the answer (most do)
+            then gets the 413 instead of a broken pipe; a body beyond that is cut off."""
+            while not state["ended"] and state["received"] <= DRAIN_FACTOR * self.limit:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    break
+                state["received"] += len(msg.get("body", b""))
+                state["ended"] = not msg.get("more_body", False)
+            state["ended"] = True
+
         async def marked_send(msg):
             if msg["type"] == "http.response.start":
                 if state["too_large"]:
+                    await drain()
                     msg = {**msg, "status": 413, "headers": [(b"content-type", b"application/json")]}
                 state["status"] = msg["status"]
                 msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode())]}
