@@ -73,6 +73,11 @@ _GROUPS = pa.array([*REASON_GROUPS, ""])
 _OWNERS = pa.array([*(TEAMS[g] for g in REASON_GROUPS), ""])
 
 
+# Below this many lines the group model is walked in line: each of its few hundred tree calls
+# holds the GIL for longer than it walks, so a thread beside the fixes only waits for it.
+GROUPS_THREAD_ROWS = 20_000
+
+
 @dataclass
 class Scored:
     """Score columns of a block of lines (Arrow arrays, in SCORE_COLUMNS order) and what a
@@ -201,12 +206,17 @@ class Scorer:
         prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
         raw = predictor.raw(prepared)
         p = predictor.calibrate(raw)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            # the group model walks its trees (no GIL) on one thread beside the fixes
-            pending = pool.submit(self.reason_groups, rk, attrs, p, 1)
+        if len(lines) < GROUPS_THREAD_ROWS:
+            group, given = self.reason_groups(rk, attrs, p, 1)
             findings = counterfactuals(predictor, prepared, rk, raw)
             after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
-            group, given = pending.result()
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # the group model walks its trees (no GIL) on one thread beside the fixes
+                pending = pool.submit(self.reason_groups, rk, attrs, p, 1)
+                findings = counterfactuals(predictor, prepared, rk, raw)
+                after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
+                group, given = pending.result()
         reasons, fixes = reasons_and_fixes(
             findings,
             rk,

@@ -178,7 +178,11 @@ def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
     """Categorical from codes (-1: missing) and categories known to be distinct and non-null
     (they come from a factorize), without pandas checking them again: that check hashes every
     category, which for ids costs more than the work it guards."""
-    cats = pd.Index(categories, dtype=object)
+    return _categorical_of(codes, pd.Index(categories, dtype=object))
+
+
+def _categorical_of(codes: np.ndarray, cats: pd.Index) -> pd.Categorical:
+    """`_categorical` with the categories an Index already (kept in its dtype)."""
     try:
         return _fast_categorical(codes, cats)
     except (ImportError, AttributeError, TypeError):  # pandas without the internal fast path

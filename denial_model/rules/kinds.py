@@ -29,7 +29,7 @@ import pandas as pd
 from denial_model.errors import PackError
 from denial_model.reference import billable_example, icd10_billable
 from denial_model.rules.context import Context
-from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _factorize
+from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _categorical_of, _factorize
 
 __all__ = ["KINDS", "CheckKind", "Param", "kind"]
 
@@ -174,15 +174,18 @@ def _join_mods(*mods: str) -> str:
     return ";".join(m for m in mods if m)
 
 
-def _listed(values: pd.Series, add: list[str] = (), drop: list[str] = ()) -> pd.Series:
+def _listed(values: pd.Series, add: list[str] = (), drop: list[str] = ()) -> np.ndarray:
     """';'-lists with `add` appended (when absent) and `drop` taken out, per distinct list."""
 
     def edit(text: str) -> str:
         items = [x for x in str(text).split(";") if x and x not in drop]
         return ";".join([*items, *(a for a in add if a not in items)])
 
-    codes, uniques = pd.factorize(values.fillna("").astype(str))
-    return pd.Series(np.array([edit(u) for u in uniques], dtype=object)[codes], index=values.index)
+    codes, uniques = _factorize(values)
+    used = np.unique(codes)  # a categorical slice keeps every category: edit the ones used
+    edited = np.empty(len(uniques), dtype=object)
+    edited[used] = [edit("" if u is np.nan or pd.isna(u) else u) for u in uniques[used]]
+    return edited[codes]
 
 
 def _write(lines: pd.DataFrame, rows: np.ndarray, column: str, values: Any) -> None:
@@ -195,12 +198,14 @@ def _write(lines: pd.DataFrame, rows: np.ndarray, column: str, values: Any) -> N
         return
     values = np.broadcast_to(np.asarray(values, dtype=object), (len(rows),))
     cats = col.array.categories
-    new = pd.Index(pd.unique(values)).difference(cats)
-    if len(new):
-        cats = cats.append(new)
+    distinct, inverse = np.unique(values.astype(str), return_inverse=True)
+    pos = cats.get_indexer(pd.Index(distinct, dtype=object))
+    if (pos < 0).any():  # values not yet categories: appended (distinct, so no check is needed)
+        pos[pos < 0] = len(cats) + np.arange(int((pos < 0).sum()))
+        cats = cats.append(pd.Index(distinct[pos >= len(cats)], dtype=cats.dtype))
     codes = np.array(col.array.codes)
-    codes[rows] = cats.get_indexer(values)
-    lines[column] = pd.Categorical.from_codes(codes, categories=cats)
+    codes[rows] = pos[inverse.reshape(-1)]
+    lines[column] = pd.Series(_categorical_of(codes, cats), index=lines.index)
 
 
 def _repair_list(column: str, key: str, adding: bool, first_only: bool = False) -> Repair:
@@ -208,7 +213,7 @@ def _repair_list(column: str, key: str, adding: bool, first_only: bool = False) 
         items = p[key][:1] if first_only else p[key]
         current = lines[column].iloc[rows]
         edited = _listed(current, add=items) if adding else _listed(current, drop=items)
-        _write(lines, rows, column, edited.to_numpy())
+        _write(lines, rows, column, edited)
 
     return repair
 
