@@ -7,6 +7,7 @@ the rest go on, so rows in = rows checked + rows rejected. Extra columns pass th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, reduce
@@ -361,7 +362,22 @@ def _text_cells(s: pd.Series) -> pd.Series:
 
 def _stripped(u: pd.Series) -> pd.Series:
     """Distinct cells as stripped text, '' for missing."""
-    return u.where(u.notna(), "").astype(str).str.strip().astype(object)
+    return pd.Series(_stripped_values(u.to_numpy(dtype=object)), index=u.index, dtype=object)
+
+
+# Text work on distinct values goes through Python's str and re, a value at a time: pandas'
+# string methods cost 60-300 us a call whatever the length, which for the few new values of
+# a claim sent to the service is most of the work, and a column's distinct values are few
+# beside its rows (ids are the exception, and they only get stripped and compared to '').
+def _each(fn: Callable, values: np.ndarray, dtype=object) -> np.ndarray:
+    """`fn` of each of `values` (distinct values, not rows)."""
+    return np.fromiter((fn(v) for v in values.tolist()), dtype=dtype, count=len(values))
+
+
+def _stripped_values(values: np.ndarray) -> np.ndarray:
+    """Stripped text of each value, '' for a missing one (None, NaN, NA, NaT)."""
+    missing = pd.isna(values)
+    return _each(lambda v: str(v).strip(), np.where(missing, "", values).astype(object))
 
 
 def _holds_lists(s: pd.Series) -> bool:
@@ -427,19 +443,35 @@ def check_date_format(date_format: str | None) -> str | None:
 _NO_DAY = np.iinfo(np.int64).min // 8  # "not a date" in `_date_facts`' packed numbers
 
 
+_DATE_RX = re.compile(_DATE_RE, re.ASCII)
+_MIDNIGHT_RX = re.compile(_MIDNIGHT_RE, re.ASCII)
+
+
+def _iso_facts(text: str) -> tuple[int, bool]:
+    """(day number or `_NO_DAY`, has a time of day other than midnight) of an ISO text."""
+    m = _DATE_RX.match(text)
+    if m is None:
+        return _NO_DAY, False
+    try:
+        day = int(np.datetime64(m[1], "D").astype(np.int64))
+    except ValueError:  # 2025-02-30
+        return _NO_DAY, False
+    return day, m[2] is not None and _MIDNIGHT_RX.fullmatch(m[2]) is None
+
+
 def _date_facts(u: pd.Series, date_format: str | None) -> pd.Series:
     """Per distinct text: day number * 4 + 2 if it has a time of day other than midnight
     + 1 if it is not empty (`_NO_DAY` for the day when it is not a date): one integer, so
     `per_unique` can spread (and remember) all three facts at once."""
-    u = u.fillna("").astype(str)
-    parts = u.str.extract(_DATE_RE)
-    parsed = pd.to_datetime(parts[0], format="%Y-%m-%d", errors="coerce")
-    if date_format is not None and (other := parsed.isna() & (u != "")).any():
-        parsed[other] = pd.to_datetime(u[other], format=date_format, errors="coerce")
-    raw = parsed.to_numpy()
-    day = np.where(np.isnat(raw), _NO_DAY, raw.astype("datetime64[D]").astype(np.int64))
-    timed = (parts[1].notna() & ~parts[1].fillna("").str.fullmatch(_MIDNIGHT_RE)).to_numpy()
-    return pd.Series(day * 4 + timed.astype(np.int64) * 2 + (u != "").to_numpy().astype(np.int64))
+    text = u.to_numpy(dtype=object)
+    facts = [_iso_facts(v) for v in text.tolist()]  # distinct values
+    day = np.array([f[0] for f in facts], dtype=np.int64)
+    timed = np.array([f[1] for f in facts], dtype=bool)
+    present = text != ""
+    if date_format is not None and (other := (day == _NO_DAY) & present).any():
+        parsed = pd.to_datetime(pd.Series(text[other]), format=date_format, errors="coerce").to_numpy()
+        day[other] = np.where(np.isnat(parsed), _NO_DAY, parsed.astype("datetime64[D]").astype(np.int64))
+    return pd.Series(day * 4 + timed.astype(np.int64) * 2 + present.astype(np.int64))
 
 
 def _date(s: pd.Series, date_format: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -587,26 +619,48 @@ class _Problems:
         return bad_any
 
 
-def _split_list(x: pd.Series) -> pd.Series:
-    return x.str.replace(r"[\s,;]+", ";", regex=True).str.strip(";")
+_LIST_SEPARATORS = re.compile(r"[\s,;]+")  # any space, a no-break space from a spreadsheet too
 
 
-def _not_matching(pattern: str) -> Callable[[pd.Series], pd.Series]:
-    return lambda x: ~x.str.fullmatch(pattern).astype(bool)
+def _split_list(x: np.ndarray) -> np.ndarray:
+    return _each(lambda v: _LIST_SEPARATORS.sub(";", v).strip(";"), x)
 
 
-def _listed_and(bad: Callable[[pd.Series], pd.Series]) -> Callable[[pd.Series], pd.Series]:
+def _upper(x: np.ndarray) -> np.ndarray:
+    return _each(str.upper, x)
+
+
+def _lower(x: np.ndarray) -> np.ndarray:
+    return _each(str.lower, x)
+
+
+def _not_matching(pattern: str) -> Callable[[np.ndarray], np.ndarray]:
+    rx = re.compile(pattern, re.ASCII)  # ASCII: \d is 0-9, not every script's digits
+    return lambda x: _each(lambda v: rx.fullmatch(v) is None, x, bool)
+
+
+def _not_in(allowed: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: _each(lambda v: v not in allowed, x, bool)
+
+
+def _listed_and(bad: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
     """A check on a list column that an empty cell passes."""
     return lambda x: (x != "") & bad(x)
 
 
-def _unknown_tokens(x: pd.Series) -> pd.Series:
-    return x.str.split(";").map(
-        lambda t: (
-            ", ".join(k for k in t if k not in DOC_BIT)
-            + (f" ({DOC_UNKNOWN!r} stands alone)" if DOC_UNKNOWN in t else "")
-        )
-    )
+def _unknown_tokens(x: np.ndarray) -> np.ndarray:
+    def unknown(text: str) -> str:
+        tokens = text.split(";")
+        stray = ", ".join(k for k in tokens if k not in DOC_BIT)
+        return stray + (f" ({DOC_UNKNOWN!r} stands alone)" if DOC_UNKNOWN in tokens else "")
+
+    return _each(unknown, x)
+
+
+_DASHED_NDC = re.compile(r"\d{5}-\d{4}-\d{2}", re.ASCII)
+_UNDOTTED_DX = re.compile(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", re.ASCII)
+
+Values = Callable[[np.ndarray], np.ndarray]  # distinct values (object array of str) -> one per value
 
 
 @dataclass(frozen=True)
@@ -616,8 +670,8 @@ class _Check:
     function of the normalized values, or None."""
 
     reason: str
-    bad: Callable[[pd.Series], pd.Series]
-    quote: str | Callable[[pd.Series], pd.Series] | None = "value"
+    bad: Values
+    quote: str | Values | None = "value"
 
 
 @dataclass(frozen=True)
@@ -625,9 +679,9 @@ class _Text:
     """A text column: how its stripped text is normalized, the checks on the normalized
     value, and (`stored`) the form kept after the checks. One registration per column."""
 
-    normalize: Callable[[pd.Series], pd.Series] | None = None
+    normalize: Values | None = None
     checks: tuple[_Check, ...] = ()
-    stored: Callable[[pd.Series], pd.Series] | None = None
+    stored: Values | None = None
 
 
 _EMPTY = _Check("is empty", lambda x: x == "", None)
@@ -637,19 +691,19 @@ _IDENTITY: dict[str, _Text] = {
     "payer_id": _Text(checks=(_EMPTY,)),
     "provider_npi": _Text(checks=(_Check("must be 10 digits, got", _not_matching(r"\d{10}")),)),
     "payer_type": _Text(
-        lambda x: x.str.lower(),
-        (_Check(f"must be one of {', '.join(PAYER_TYPES)}, got", lambda x: ~x.isin(PAYER_TYPES)),),
+        _lower,
+        (_Check(f"must be one of {', '.join(PAYER_TYPES)}, got", _not_in(PAYER_TYPES)),),
     ),
     "place_of_service": _Text(
-        lambda x: x.where(x.str.len() != 1, "0" + x),
+        lambda x: _each(lambda v: "0" + v if len(v) == 1 else v, x),
         (_Check("must be a 2-digit code, got", _not_matching(r"\d{2}")),),
     ),
     "hcpcs_code": _Text(
-        lambda x: x.str.upper(),
+        _upper,
         (_Check("is not a 5-character HCPCS/CPT code:", _not_matching(_HCPCS_PATTERN)),),
     ),
     "modifiers": _Text(
-        lambda x: _split_list(x.str.upper()),
+        lambda x: _split_list(_upper(x)),
         (
             _Check(
                 "must be up to four 2-character modifiers separated by ';', got",
@@ -660,25 +714,25 @@ _IDENTITY: dict[str, _Text] = {
 }
 _CLINICAL: dict[str, _Text] = {
     "ndc": _Text(
-        lambda x: x.where(~x.str.fullmatch(r"\d{5}-\d{4}-\d{2}"), x.str.replace("-", "")),
+        lambda x: _each(lambda v: v.replace("-", "") if _DASHED_NDC.fullmatch(v) else v, x),
         (_Check("must be 11 digits (5-4-2, no dashes), got", _listed_and(_not_matching(r"\d{11}")), "text"),),
     ),
     "ndc_unit": _Text(
-        lambda x: x.str.upper(),
-        (_Check(f"must be one of {', '.join(NDC_UNITS)}, got", _listed_and(lambda x: ~x.isin(NDC_UNITS))),),
+        _upper,
+        (_Check(f"must be one of {', '.join(NDC_UNITS)}, got", _listed_and(_not_in(NDC_UNITS))),),
     ),
     "drug_description": _Text(),
     "diagnosis_codes": _Text(
-        lambda x: _split_list(x.str.upper()),
+        lambda x: _split_list(_upper(x)),
         (
             _Check("is empty: at least one ICD-10-CM code is required", lambda x: x == "", None),
             _Check("is not ICD-10-CM codes separated by ';':", _listed_and(_not_matching(_DX_PATTERN))),
         ),
-        lambda x: x.str.replace(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", r"\1.\2", regex=True),
+        lambda x: _each(lambda v: _UNDOTTED_DX.sub(r"\1.\2", v), x),
     ),
     "prior_auth_number": _Text(),
     "documentation": _Text(
-        lambda x: _split_list(x.str.lower()),
+        lambda x: _split_list(_lower(x)),
         (_Check("has unknown token(s):", _listed_and(_not_matching(_DOC_PATTERN)), _unknown_tokens),),
     ),
 }
@@ -706,14 +760,14 @@ _TEXT_MEMO: dict[str, dict] = {}
 
 
 def _distinct_facts(spec: _Text, uniques: np.ndarray) -> list[np.ndarray]:
-    """[text, value, stored, bits] of distinct cells, vectorized over them."""
-    text = _stripped(pd.Series(uniques, dtype=object))
+    """[text, value, stored, bits] of distinct cells."""
+    text = _stripped_values(uniques)
     value = spec.normalize(text) if spec.normalize else text
-    bits = (text.str.len() > MAX_CELL).to_numpy(dtype=np.int64)
+    bits = (_each(len, text, np.int64) > MAX_CELL).astype(np.int64)
     for i, check in enumerate(spec.checks):
-        bits |= check.bad(value).to_numpy(dtype=bool).astype(np.int64) << (i + 1)
+        bits |= np.asarray(check.bad(value), dtype=bool).astype(np.int64) << (i + 1)
     stored = spec.stored(value) if spec.stored else value
-    return [np.asarray(v.to_numpy(), dtype=object) for v in (text, value, stored)] + [bits]
+    return [text, value, stored, bits]
 
 
 def _text_facts(name: str, spec: _Text, s: pd.Series) -> _Facts:
@@ -749,7 +803,7 @@ def _quoted(facts: _Facts, quote: str | Callable[[pd.Series], pd.Series] | None)
     if quote is None:
         return None
     if callable(quote):
-        return pd.Series(np.asarray(quote(pd.Series(facts.value, dtype=object)), dtype=object)[facts.codes])
+        return pd.Series(quote(facts.value)[facts.codes], dtype=object)
     return pd.Series((facts.value if quote == "value" else facts.text)[facts.codes], dtype=object)
 
 

@@ -25,6 +25,8 @@ def _raw(n_claims: int = 3) -> pd.DataFrame:
         ("ndc", "12345678", "must be 11 digits"),
         ("payer_type", "tricare", "must be one of medicare"),
         ("provider_npi", "12345", "10 digits"),
+        ("provider_npi", "\uff11" * 10, "10 digits"),  # full-width digits are not an NPI's
+        ("hcpcs_code", "J\u0663\u0663\u0663\u0663", "5-character"),  # nor Arabic-Indic ones a code's
         ("hcpcs_code", "J31", "5-character"),
         ("modifiers", "JWX", "2-character modifiers"),
         ("diagnosis_codes", "", "is empty"),
@@ -79,7 +81,7 @@ def test_normalization_of_codes_lists_and_dashed_ndc():
     raw.loc[0, ["ndc", "modifiers", "diagnosis_codes", "payer_type", "hcpcs_code"]] = [
         "65757-0300-01",
         "jz, 59",
-        "f1120; F10.20",
+        "f1120;\u00a0F10.20",  # a no-break space (spreadsheets) separates like any space
         "Commercial",
         "j2315",
     ]
