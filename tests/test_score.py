@@ -185,6 +185,38 @@ def test_binned_predictor_equals_public_predict_proba_with_unseen_values(model_p
     np.testing.assert_array_equal(fast.proba(fast.prepare(X, binary=(res.ids, res.hits))), public)
 
 
+def test_walking_every_tree_at_once_gives_what_each_trees_own_walk_gives(model_path, batch, monkeypatch):
+    """`leaf_values` walks a few rows through all trees in NumPy: pinned to scikit-learn's
+    `predict_binned`, bit for bit, on bins of real lines and on random bins (missing bins,
+    categorical splits' bitsets), for the denial booster and the group booster; a claim
+    scored at a time and the whole batch get the same probabilities."""
+    from denial_model import predict
+    from denial_model.predict import WALK_ROWS
+    from denial_model.table import ClaimFrame, validate
+
+    scorer = load_artifact(model_path).scorer
+    frame = ClaimFrame(validate(batch.head(400)).lines)
+    res = scorer.rules.evaluate(frame)
+    attrs = scorer.features.attributes(frame, res)
+    rng = np.random.default_rng(5)
+    for pred in (scorer.predictor, scorer.group_predictor):
+        trees = [t for ts in pred.iterations for t in ts]
+        real = pred.prepare(attrs, binary=(res.ids, res.hits))
+        noise = rng.integers(0, 256, size=real.shape).astype(np.uint8)
+        noise[rng.random(noise.shape) < 0.2] = pred.missing_bin
+        for Xb in (real, noise):
+            for rows in (slice(0, 1), slice(0, WALK_ROWS)):
+                part = np.asfortranarray(Xb[rows])
+                own = np.column_stack([t.predict_binned(part, pred.missing_bin, 1) for t in trees])
+                np.testing.assert_array_equal(pred.leaf_values(part, trees), own)
+    loaded = load_artifact(model_path)
+    claims = [g for _, g in batch.head(60).groupby("claim_id", sort=False)]
+    walked = [score_frame(g, loaded)[0] for g in claims]
+    monkeypatch.setattr(predict, "WALK_ROWS", 0)  # every tree walked by scikit-learn
+    for g, got in zip(claims, walked, strict=True):
+        pd.testing.assert_frame_equal(got, score_frame(g, loaded)[0])
+
+
 @pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
 def test_binned_predictor_equals_public_predict_proba_for_either_calibration(model_path, batch, method):
     from sklearn.calibration import CalibratedClassifierCV
