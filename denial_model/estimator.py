@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from denial_model.errors import ClaimTableError
 from denial_model.score import score_frame
 from denial_model.scorer import NUMBER_COLUMNS, SCORE_COLUMNS, Scorer
-from denial_model.table import INPUT_COLUMNS, per_unique, validate
+from denial_model.table import INPUT_COLUMNS, _factorize, validate
 from denial_model.thresholds import Thresholds
 
 __all__ = ["ROW_COLUMNS", "DenialModel", "aligned_rows", "as_claim_table", "line_ids", "text_or_none"]
@@ -51,8 +51,12 @@ def as_claim_table(X) -> pd.DataFrame:
 
 def text_or_none(s: pd.Series) -> pd.Series:
     """Values as text (an id sent as a number is still an id), missing as None."""
-    txt = per_unique(s, lambda u: u.where(u.isna(), u.astype(str))).astype(object)
-    return txt.where(txt.notna(), None)
+    codes, uniques = _factorize(s)
+    missing = pd.isna(uniques)
+    texts = np.array(
+        [None if gone else str(v) for v, gone in zip(uniques.tolist(), missing, strict=True)] + [None]
+    )
+    return pd.Series(texts[codes] if len(codes) else np.zeros(0, dtype=object), index=s.index, dtype=object)
 
 
 def line_ids(df: pd.DataFrame) -> pd.DataFrame:

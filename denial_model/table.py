@@ -255,8 +255,11 @@ def separate_groups(lines: pd.DataFrame, groups: np.ndarray) -> pd.DataFrame:
         codes, cats = _factorize(out[c])
         width = len(cats) + 1
         pairs, inverse = np.unique(groups * width + codes, return_inverse=True)
-        names = pd.Series(pairs // width).astype(str) + "\x1f" + pd.Series(cats[pairs % width]).astype(str)
-        ids = _categorical(inverse.reshape(-1), names.to_numpy(dtype=object))
+        names = [
+            f"{g}\x1f{c}"
+            for g, c in zip((pairs // width).tolist(), cats[pairs % width].tolist(), strict=True)
+        ]
+        ids = _categorical(inverse.reshape(-1), np.array(names, dtype=object))
         out[c] = pd.Series(ids, index=out.index)
     return out
 
