@@ -797,7 +797,10 @@ def _text_facts(name: str, spec: _Text, s: pd.Series) -> _Facts:
 def _stored(facts: _Facts) -> pd.Categorical:
     """The column as validated: categorical of the stored forms (normalizing can merge
     distinct inputs into one value)."""
-    rcodes, runiques = _factorize(pd.Series(facts.stored, dtype=object))
+    if len(facts.stored) <= SMALL_FACTORIZE:
+        rcodes, runiques = _factorize_small(facts.stored)
+    else:
+        rcodes, runiques = _factorize(pd.Series(facts.stored, dtype=object))
     return _categorical(rcodes[facts.codes], runiques)
 
 
@@ -891,8 +894,8 @@ def validate(
     n = len(df)
     out = df.reset_index(drop=True).set_axis(check_required_columns(df.columns), axis=1)
     read = out.pop(READ_PROBLEM) if READ_PROBLEM in out.columns else None
-    if not keep_extra:
-        out = out[[c for c in INPUT_COLUMNS if c in out.columns]]
+    if not keep_extra and (wanted := [c for c in INPUT_COLUMNS if c in out.columns]) != list(out.columns):
+        out = out[wanted]
     out = out.copy(deep=False)
     for col in OPTIONAL:
         if col not in out.columns:
@@ -926,11 +929,14 @@ def _shown(value: str, width: int = 60) -> str:
     return repr(value) if len(value) <= width else f"{value[:width]!r}... ({len(value):,} characters)"
 
 
+_NO_REJECTS = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS})
+
+
 def _rejects(
     problems, bad_any: np.ndarray, claim: _Facts, raw: pd.DataFrame, row_offset: int
 ) -> pd.DataFrame:
     if not bad_any.any():
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in REJECT_COLUMNS})
+        return _NO_REJECTS.copy()
     idx = np.flatnonzero(bad_any)
     columns = pd.Series("", index=idx, dtype=object)
     reasons = pd.Series("", index=idx, dtype=object)
