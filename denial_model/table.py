@@ -211,17 +211,21 @@ def _memo_apply(fn, uniques: np.ndarray) -> np.ndarray | None:
     if not len(uniques):
         return None
     keys = [(type(u), u) for u in uniques]  # 1, 1.0, '1' and True are different inputs
-    missing = [i for i, k in enumerate(keys) if k not in seen]
+    # read once into a local dict: another thread may clear `seen` meanwhile
+    found = {k: seen.get(k, _MISSING) for k in keys}
+    missing = [i for i, k in enumerate(keys) if found[k] is _MISSING]
     if missing:
         got = np.asarray(fn(pd.Series(uniques[missing], dtype=object)).to_numpy())
         if memo["dtype"] is None and got.dtype.kind in "biufO":
             memo["dtype"] = got.dtype
         if got.dtype != memo["dtype"]:
             return None
+        fresh = dict(zip((keys[i] for i in missing), got.tolist(), strict=True))
+        found.update(fresh)
         if len(seen) > MEMO_SIZE:
             seen.clear()
-        seen.update(zip((keys[i] for i in missing), got.tolist(), strict=True))
-    out = np.array([seen[k] for k in keys], dtype=object)
+        seen.update(fresh)
+    out = np.array([found[k] for k in keys], dtype=object)
     return out if memo["dtype"].kind == "O" else out.astype(memo["dtype"])
 
 
@@ -663,7 +667,7 @@ def _unknown_tokens(x: np.ndarray) -> np.ndarray:
 _DASHED_NDC = re.compile(r"\d{5}-\d{4}-\d{2}", re.ASCII)
 _UNDOTTED_DX = re.compile(r"(?:^|(?<=;))([A-Z][0-9][0-9A-Z])([0-9A-Z])", re.ASCII)
 
-Values = Callable[[np.ndarray], np.ndarray]  # distinct values (object array of str) -> one per value
+_Values = Callable[[np.ndarray], np.ndarray]  # distinct values (object array of str) -> one per value
 
 
 @dataclass(frozen=True)
@@ -673,8 +677,8 @@ class _Check:
     function of the normalized values, or None."""
 
     reason: str
-    bad: Values
-    quote: str | Values | None = "value"
+    bad: _Values
+    quote: str | _Values | None = "value"
 
 
 @dataclass(frozen=True)
@@ -682,9 +686,9 @@ class _Text:
     """A text column: how its stripped text is normalized, the checks on the normalized
     value, and (`stored`) the form kept after the checks. One registration per column."""
 
-    normalize: Values | None = None
+    normalize: _Values | None = None
     checks: tuple[_Check, ...] = ()
-    stored: Values | None = None
+    stored: _Values | None = None
 
 
 _EMPTY = _Check("is empty", lambda x: x == "", None)
@@ -781,13 +785,16 @@ def _text_facts(name: str, spec: _Text, s: pd.Series) -> _Facts:
         return _Facts(codes, *_distinct_facts(spec, uniques))
     seen = _TEXT_MEMO.setdefault(name, {})
     keys = [_MISSING if u is np.nan or (isinstance(u, float) and u != u) else (type(u), u) for u in uniques]
-    new = [i for i, k in enumerate(keys) if k not in seen]
+    found = {k: seen.get(k) for k in keys}  # a local copy: another thread may clear `seen`
+    new = [i for i, k in enumerate(keys) if found[k] is None]
     if new:
+        got = _distinct_facts(spec, uniques[new])
+        fresh = dict(zip((keys[i] for i in new), zip(*(g.tolist() for g in got), strict=True), strict=True))
+        found.update(fresh)
         if len(seen) > MEMO_SIZE:
             seen.clear()
-        got = _distinct_facts(spec, uniques[new])
-        seen.update(zip((keys[i] for i in new), zip(*(g.tolist() for g in got), strict=True), strict=True))
-    rows = [seen[k] for k in keys]
+        seen.update(fresh)
+    rows = [found[k] for k in keys]
     facts = [np.empty(len(rows), dtype=object) for _ in range(3)]
     for j in range(3):
         facts[j][:] = [r[j] for r in rows]
@@ -804,7 +811,7 @@ def _stored(facts: _Facts) -> pd.Categorical:
     return _categorical(rcodes[facts.codes], runiques)
 
 
-def _quoted(facts: _Facts, quote: str | Callable[[pd.Series], pd.Series] | None) -> pd.Series | None:
+def _quoted(facts: _Facts, quote: str | _Values | None) -> pd.Series | None:
     """Each row's quoted value for a reason (see `_Check.quote`), built only for a problem found."""
     if quote is None:
         return None
