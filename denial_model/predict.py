@@ -219,8 +219,13 @@ class BinnedPredictor(_Binned):
     def raw(self, Xb: np.ndarray) -> np.ndarray:
         """The booster's raw score (log-odds) of binned rows."""
         raw = np.full(len(Xb), float(self.hgb._baseline_prediction.ravel()[0]))
+        if len(Xb) > WALK_ROWS:  # a batch: tree by tree, without a (rows, trees) matrix
+            threads = self._threads(len(Xb))
+            for tree in self.trees:
+                raw += tree.predict_binned(Xb, self.missing_bin, threads)
+            return raw
         values = self.leaf_values(Xb, self.trees)
-        for t in range(values.shape[1]):  # tree by tree, in order: the sums predict_binned's give
+        for t in range(values.shape[1]):  # in order: the sums the loop above gives
             raw += values[:, t]
         return raw
 
