@@ -35,6 +35,13 @@ def history():
 
 
 @pytest.fixture(scope="module")
+def small_history():
+    """Enough lines for every tracked metric and plot: the tracking tests pin what is
+    recorded and read back, not how good the model is."""
+    return simulate(SimConfig(lines=10_000, seed=21))
+
+
+@pytest.fixture(scope="module")
 def trained(history):
     return train_model(history, CFG)
 
@@ -201,13 +208,14 @@ def _run_and_check(uri, history, tmp_path, experiment, challenger: bool = True):
 
 
 @pytest.mark.slow
-def test_training_is_tracked_in_an_embedded_sqlite_store(tmp_path, history, monkeypatch):
+def test_training_is_tracked_in_an_embedded_sqlite_store(tmp_path, small_history, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _run_and_check(f"sqlite:///{tmp_path / 'mlflow.db'}", history, tmp_path, "sqlite-test", challenger=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _run_and_check(uri, small_history, tmp_path, "sqlite-test", challenger=False)
 
 
 @pytest.mark.slow
-def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, history):
+def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, small_history):
     port = free_port()
     cmd = [
         sys.executable,
@@ -226,7 +234,7 @@ def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, history):
         "1",
     ]
     with running(cmd, f"http://127.0.0.1:{port}/health", tmp_path, tmp_path / "server.log", timeout=90):
-        _run_and_check(f"http://127.0.0.1:{port}", history, tmp_path, "server-test")
+        _run_and_check(f"http://127.0.0.1:{port}", small_history, tmp_path, "server-test")
         assert any((tmp_path / "artifacts").rglob("roc.png"))
 
 
