@@ -820,7 +820,9 @@ def _quoted(facts: _Facts, quote: str | _Values | None) -> pd.Series | None:
     return pd.Series((facts.value if quote == "value" else facts.text)[facts.codes], dtype=object)
 
 
-def _text_columns(out: pd.DataFrame, specs: dict[str, _Text], problems: _Problems) -> dict[str, _Facts]:
+def _text_columns(
+    out: dict[str, pd.Series], specs: dict[str, _Text], problems: _Problems
+) -> dict[str, _Facts]:
     """Each text column's facts, its checks' problems flagged in the registry's order."""
     facts = {}
     for col, spec in specs.items():
@@ -835,7 +837,7 @@ def _text_columns(out: pd.DataFrame, specs: dict[str, _Text], problems: _Problem
 
 
 def _numbers_and_dates(
-    out: pd.DataFrame, problems: _Problems, date_format: str | None = None
+    out: dict[str, pd.Series], problems: _Problems, date_format: str | None = None
 ) -> dict[str, np.ndarray]:
     line_no, bad_ln = _number(out["line_number"])
     with np.errstate(invalid="ignore"):
@@ -907,11 +909,13 @@ def validate(
     for col in OPTIONAL:
         if col not in out.columns:
             out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
+    # each column read out of the frame once: a pandas column access builds a new Series
+    columns = {c: out[c] for c in out.columns}
     problems = _Problems(n)
     length_problems = _Problems(n)  # listed first: a cell too long is the first thing to say
-    facts = _text_columns(out, _IDENTITY, problems)
-    numbers = _numbers_and_dates(out, problems, check_date_format(date_format))
-    facts.update(_text_columns(out, _CLINICAL, problems))
+    facts = _text_columns(columns, _IDENTITY, problems)
+    numbers = _numbers_and_dates(columns, problems, check_date_format(date_format))
+    facts.update(_text_columns(columns, _CLINICAL, problems))
     for col in _STRING_COLS:
         too_long = facts[col].rows(0)
         if too_long.any():
@@ -922,9 +926,9 @@ def validate(
     if read is not None:
         problems.unreadable(read)
     bad_any = problems.any_row()
-    rejects = _rejects(problems.found, bad_any, facts["claim_id"], out, row_offset)
-    normalized = {**{c: _stored(f) for c, f in facts.items()}, **numbers}
-    lines = pd.DataFrame({c: normalized.get(c, out[c]) for c in out.columns}, copy=False)
+    rejects = _rejects(problems.found, bad_any, facts["claim_id"], columns, row_offset)
+    normalized = {**columns, **{c: _stored(f) for c, f in facts.items()}, **numbers}
+    lines = pd.DataFrame({c: normalized[c] for c in out.columns}, copy=False)
     keep = ~bad_any
     good = lines if keep.all() else lines.iloc[np.flatnonzero(keep)].reset_index(drop=True)
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
@@ -940,7 +944,7 @@ _NO_REJECTS = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object
 
 
 def _rejects(
-    problems, bad_any: np.ndarray, claim: _Facts, raw: pd.DataFrame, row_offset: int
+    problems, bad_any: np.ndarray, claim: _Facts, raw: dict[str, pd.Series], row_offset: int
 ) -> pd.DataFrame:
     if not bad_any.any():
         return _NO_REJECTS.copy()
@@ -976,6 +980,11 @@ def rejects_table(rejects: pd.DataFrame, rows: np.ndarray) -> pa.Table:
     return pa.Table.from_pandas(rej[list(REJECT_COLUMNS)], schema=REJECTS_SCHEMA, preserve_index=False)
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
 class ClaimFrame:
     """A validated table with the columnar forms the rules read, each computed once.
 
@@ -986,11 +995,53 @@ class ClaimFrame:
     def __init__(self, lines: pd.DataFrame):
         self.df = lines
         self.n = len(lines)
+        self._read: dict[tuple, object] = {}
+
+    # Columns are read through these, each once per table: a pandas column access builds a new
+    # Series every time (25-60 us, more than a claim's whole rule), and the rules and features
+    # read the same few columns dozens of times. What they return is shared: read-only.
+
+    def column(self, name: str) -> pd.Series:
+        """Column `name` of the lines."""
+        key = ("column", name)
+        if key not in self._read:
+            self._read[key] = self.df[name]
+        return self._read[key]
+
+    def values(self, name: str, dtype: type | None = None) -> np.ndarray:
+        """Column `name` as a read-only NumPy array (`dtype`: as `Series.to_numpy`'s)."""
+        key = ("values", name, dtype)
+        if key not in self._read:
+            self._read[key] = _read_only(self.column(name).to_numpy(dtype=dtype))
+        return self._read[key]
+
+    def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, distinct values) of column `name` (`_factorize`), read-only."""
+        key = ("factor", name)
+        if key not in self._read:
+            codes, uniques = _factorize(self.column(name))
+            self._read[key] = (_read_only(codes), _read_only(uniques))
+        return self._read[key]
+
+    def days(self, name: str) -> np.ndarray:
+        """Date column `name` as whole days since 1970-01-01 (int64), read-only."""
+        key = ("days", name)
+        if key not in self._read:
+            days = self.values(name).astype("datetime64[D]").astype(np.int64)
+            self._read[key] = _read_only(days)
+        return self._read[key]
+
+    def per_value(self, name: str, fn: Callable[[object], float]) -> np.ndarray:
+        """float `fn(value)` of every line of column `name`, computed per distinct value."""
+        codes, uniques = self.factor(name)
+        if not self.n:
+            return np.zeros(0)
+        return np.fromiter((fn(u) for u in uniques), dtype=float, count=len(uniques))[codes]
 
     @cached_property
     def modifier_matrix(self) -> np.ndarray:
         """(n, 4) array of modifier strings, '' where absent."""
-        codes, uniques = _factorize(self.df["modifiers"])
+        codes, uniques = self.factor("modifiers")
         parsed = np.full((len(uniques) + 1, 4), "", dtype=object)
         for i, u in enumerate(uniques):
             toks = [t for t in str(u).split(";") if t][:4]
@@ -999,18 +1050,14 @@ class ClaimFrame:
 
     def has_modifier(self, modifiers: list[str] | tuple[str, ...]) -> np.ndarray:
         """True where the line carries any of `modifiers`."""
-        codes, uniques = self._modifier_factor
+        codes, uniques = self.factor("modifiers")
         hit = np.array([bool(set(str(u).split(";")) & set(modifiers)) for u in uniques], dtype=bool)
         return hit[codes] if self.n else np.zeros(0, bool)
 
     @cached_property
-    def _modifier_factor(self) -> tuple[np.ndarray, np.ndarray]:
-        return _factorize(self.df["modifiers"])
-
-    @cached_property
     def diagnosis_long(self) -> tuple[np.ndarray, np.ndarray]:
         """(row index, code) pairs of every diagnosis on every line: the table in long form."""
-        codes, uniques = _factorize(self.df["diagnosis_codes"])
+        codes, uniques = self.factor("diagnosis_codes")
         split = [str(u).split(";") for u in uniques]
         lens = np.array([len(s) for s in split], dtype=np.int64)
         flat = np.array([c for s in split for c in s], dtype=object)
@@ -1023,20 +1070,16 @@ class ClaimFrame:
 
     def diagnosis_matches(self, prefixes: list[str]) -> np.ndarray:
         """True where any diagnosis of the line starts with any of `prefixes`."""
-        codes, uniques = self.diagnosis_factor
+        codes, uniques = self.factor("diagnosis_codes")
         pre = tuple(prefixes)
         hit = np.array([any(c.startswith(pre) for c in str(u).split(";")) for u in uniques], dtype=bool)
         return hit[codes] if self.n else np.zeros(0, bool)
 
     @cached_property
-    def diagnosis_factor(self) -> tuple[np.ndarray, np.ndarray]:
-        return _factorize(self.df["diagnosis_codes"])
-
-    @cached_property
     def documentation_mask(self) -> np.ndarray:
         """Bit mask of documentation tokens present (bit i = DOCUMENTATION_TOKENS[i]); every
         bit for documentation that is not known (`DOC_UNKNOWN`), so no rule finds one missing."""
-        codes, uniques = _factorize(self.df["documentation"])
+        codes, uniques = self.factor("documentation")
         masks = np.zeros(len(uniques) + 1, dtype=np.int64)
         for i, u in enumerate(uniques):
             if u == DOC_UNKNOWN:
@@ -1047,7 +1090,7 @@ class ClaimFrame:
 
     @cached_property
     def documentation_unknown(self) -> np.ndarray:
-        return (self.df["documentation"] == DOC_UNKNOWN).to_numpy()
+        return self.per_value("documentation", lambda u: u == DOC_UNKNOWN).astype(bool)
 
     @cached_property
     def is_jw(self) -> np.ndarray:

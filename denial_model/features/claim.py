@@ -41,7 +41,7 @@ from denial_model.features.history import (
 )
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, _factorize, denied_labels, validate
+from denial_model.table import ClaimFrame, denied_labels, validate
 
 
 def as_claim_frame(X: pd.DataFrame | ClaimFrame) -> ClaimFrame:
@@ -133,10 +133,9 @@ NUMERIC = (
 )
 
 
-def _per_value(s: pd.Series, fn) -> np.ndarray:
-    """float fn(text) for every line, computed once per distinct value."""
-    codes, uniques = _factorize(s)
-    return np.array([float(fn(str(u))) for u in uniques], dtype=float)[codes] if len(codes) else np.zeros(0)
+def _given(value: object) -> float:
+    """1.0 for a text field that is filled in, 0.0 for an empty one."""
+    return float(value != "")
 
 
 def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
@@ -200,12 +199,12 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         self.prior_ = float(y.mean())
         hl = self.half_life_days
         self.history_ = {
-            name: _History(entity_key(df, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()
+            name: _History(entity_key(frame, cols), adj, y, hl) for name, cols in HISTORY_KEYS.items()
         }
         rows, found = finding_pairs(result.categories)
         self.history_["finding"] = _History((found, FINDINGS), adj[rows], y[rows], hl)
         for entity, col in FINDING_ENTITIES.items():
-            pair = _entity_finding(df[col], rows, found)
+            pair = _entity_finding(factorized(frame, col), rows, found)
             self.history_[f"{entity}_finding"] = _History(pair, adj[rows], y[rows], hl)
         if "expected" in self.groups:
             self.history_["provider_excess"] = excess = self._provider_excess(frame, result, adj, y)
@@ -233,11 +232,10 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
     @staticmethod
     def _attributes(frame: ClaimFrame, drug: np.ndarray) -> dict[str, tuple[np.ndarray, list[str]]]:
         """Categorical attributes as (codes, distinct values as text), without per-row strings."""
-        df = frame.df
-        out = {c: factorized(df[c]) for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service")}
-        out["provider_npi"] = factorized(df["provider_npi"])
+        out = {c: factorized(frame, c) for c in ("payer_id", "payer_type", "hcpcs_code", "place_of_service")}
+        out["provider_npi"] = factorized(frame, "provider_npi")
         out["drug"] = factorized(drug)
-        dx_codes, dx = factorized(df["diagnosis_codes"])
+        dx_codes, dx = factorized(frame, "diagnosis_codes")
         first3, groups = pd.factorize(pd.Series([d[:3] for d in dx], dtype=object))
         out["dx_group"] = (np.asarray(first3, dtype=np.int64)[dx_codes], [str(g) for g in groups])
         return out
@@ -281,7 +279,6 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         Batch scoring keeps the rule hits as the engine's bool matrix and reads only these
         from a frame (92 float columns of 0/1 would cost more to build than to score)."""
         check_is_fitted(self, "history_")
-        df = frame.df
         out: dict[str, object] = self._numeric(frame)
         attrs = self._attributes(frame, result.drug)
         for c in CATEGORICAL:
@@ -289,11 +286,11 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             dtype, position = self._level_lookup(c)
             lut = np.array([position.get(v, -1) for v in names] + [-1], dtype=np.intp)  # per distinct value
             out[c] = pd.Categorical.from_codes(lut[codes], dtype=dtype)
-        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        sub = frame.days("submission_date")
         groups = getattr(self, "groups_", ())
         recent, keys = {}, {}
         for name, cols in HISTORY_KEYS.items():
-            key = keys[name] = entity_key(df, cols)
+            key = keys[name] = entity_key(frame, cols)
             if "recent" in groups:
                 (n, y), recent[name] = self.history_[name].before_and_recent(key, sub)
             else:
@@ -303,7 +300,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         if "context" in groups:
             out.update(claim_context(frame, result))
             out["line_kind"] = pd.Categorical.from_codes(
-                line_kinds(df["hcpcs_code"], result.drug_line), categories=list(LINE_KINDS)
+                line_kinds(frame.column("hcpcs_code"), result.drug_line), categories=list(LINE_KINDS)
             )
         if "multi_hot" in groups:
             out.update(multi_hot(frame, self.vocabulary_))
@@ -325,21 +322,20 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
 
     def _numeric(self, frame: ClaimFrame) -> dict[str, np.ndarray]:
         """The NUMERIC columns."""
-        df = frame.df
         num = {
-            "units": df["units"].to_numpy(dtype=float),
-            "billed_amount": df["billed_amount"].to_numpy(dtype=float),
-            "dose_mg": df["dose_mg"].to_numpy(dtype=float),
-            "days_to_submission": (df["submission_date"] - df["service_date"]).dt.days.to_numpy(dtype=float),
-            "n_modifiers": _per_value(df["modifiers"], lambda m: m.count(";") + (m != "")),
-            "n_diagnoses": _per_value(df["diagnosis_codes"], lambda d: d.count(";") + 1),
+            "units": frame.values("units", float),
+            "billed_amount": frame.values("billed_amount", float),
+            "dose_mg": frame.values("dose_mg", float),
+            "days_to_submission": (frame.days("submission_date") - frame.days("service_date")).astype(float),
+            "n_modifiers": frame.per_value("modifiers", lambda m: str(m).count(";") + (str(m) != "")),
+            "n_diagnoses": frame.per_value("diagnosis_codes", lambda d: str(d).count(";") + 1),
             # -1: not known (an ingested 837), a value of its own, not "none" (0)
             "n_documentation": np.where(
                 frame.documentation_unknown, -1.0, _popcount(frame.documentation_mask)
             ),
-            "has_ndc": (df["ndc"] != "").to_numpy(dtype=float),
-            "has_prior_auth": (df["prior_auth_number"] != "").to_numpy(dtype=float),
-            "has_description": (df["drug_description"] != "").to_numpy(dtype=float),
+            "has_ndc": frame.per_value("ndc", _given),
+            "has_prior_auth": frame.per_value("prior_auth_number", _given),
+            "has_description": frame.per_value("drug_description", _given),
         }
         for m in ("JW", "JZ", "25", "59"):
             num[f"mod_{m.lower()}"] = frame.has_modifier([m]).astype(float)
@@ -392,7 +388,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         kind_rate = smoothed(*kind, prior, s)
         out = {}
         for entity in entities:
-            pair = _entity_finding(frame.df[FINDING_ENTITIES[entity]], rows, found)
+            pair = _entity_finding(factorized(frame, FINDING_ENTITIES[entity]), rows, found)
             (n, y), pair_recent = counts(f"{entity}_finding", pair)
             rate = smoothed(n, y, kind_rate, s)
             out[entity] = {"rate": per_line_max(rows, rate, frame.n)}
@@ -413,8 +409,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         rate on clean lines; a line the payer denies for a finding says little about it, so
         each line counts with weight min(1, clean rate / expected): 1 for a clean line, small
         for a line its finding all but decides (the score of the provider's shift in log-odds)."""
-        df = frame.df
-        sub = df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        sub = frame.days("submission_date")
 
         def payer_rate(pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
             return self._finding_rates(frame, sub, pairs, ("payer",), rate_only=True)["payer"]["rate"]
@@ -423,7 +418,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         # the payer's rate on clean lines: every line's rate as if it had no finding
         clean_rate = payer_rate((np.arange(frame.n), np.full(frame.n, FINDINGS.index("clean"))))
         weight = np.minimum(1.0, clean_rate / np.maximum(expected, 1e-12))
-        key = entity_key(df, HISTORY_KEYS["provider"])
+        key = entity_key(frame, HISTORY_KEYS["provider"])
         return _History(key, adj, weight * y, exposure=weight * expected)
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
@@ -431,7 +426,10 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         return self.feature_names_out_.copy()
 
 
-def _entity_finding(entity: pd.Series, rows: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Key of each (line, finding) pair: the line's entity (payer, provider) and the finding."""
-    codes, names = factorized(entity)
+def _entity_finding(
+    entity: tuple[np.ndarray, list[str]], rows: np.ndarray, found: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """Key of each (line, finding) pair: the line's entity (payer, provider; factorized) and
+    the finding."""
+    codes, names = entity
     return composite_key([(codes[rows], names), (found, FINDINGS)])

@@ -68,7 +68,7 @@ def line_kinds(codes: pd.Series, drug_line: np.ndarray) -> np.ndarray:
 
 def claim_max(frame: ClaimFrame, values: np.ndarray) -> np.ndarray:
     """Per line, the largest of `values` over the lines of its claim."""
-    claim, _ = _factorize(frame.df["claim_id"])
+    claim = frame.factor("claim_id")[0]
     if not frame.n:
         return np.zeros(0)
     top = np.full(int(claim.max()) + 1, -np.inf)
@@ -78,20 +78,19 @@ def claim_max(frame: ClaimFrame, values: np.ndarray) -> np.ndarray:
 
 def claim_context(frame: ClaimFrame, result: RuleResult) -> dict[str, np.ndarray]:
     """CONTEXT_NUMERIC columns: each line's view of the other lines of its claim."""
-    df = frame.df
-    claim, _ = _factorize(df["claim_id"])
+    claim = frame.factor("claim_id")[0]
     n_claims = int(claim.max()) + 1 if len(claim) else 0
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(claim, weights=values.astype(float), minlength=n_claims)[claim]
 
     drug = result.drug_line.astype(float)
-    has_pa = (df["prior_auth_number"] != "").to_numpy(dtype=float)
+    has_pa = frame.per_value("prior_auth_number", lambda u: u != "")
     out = {
         "claim_lines": total(np.ones(frame.n)),
         "claim_other_drug_lines": total(drug) - drug,
         "claim_prior_auth": (total(has_pa) > 0).astype(float),
-        "claim_billed_amount": total(df["billed_amount"].to_numpy(dtype=float)),
+        "claim_billed_amount": total(frame.values("billed_amount", float)),
     }
     cats = result.categories
     for k, c in enumerate(CATEGORIES):
@@ -125,7 +124,7 @@ def vocabulary(frame: ClaimFrame, max_items: int, min_lines: int) -> dict[str, l
     `max_items` most frequent, ties by value), sorted."""
     out = {}
     for family, (col, items_of, _) in _FAMILIES.items():
-        codes, uniques = _factorize(frame.df[col])
+        codes, uniques = frame.factor(col)
         counts: dict[str, int] = {}
         for u, k in zip(uniques, np.bincount(codes, minlength=len(uniques)), strict=True):
             for item in items_of(u):
@@ -153,7 +152,7 @@ def multi_hot(frame: ClaimFrame, vocab: dict[str, list[str]]) -> dict[str, np.nd
         out[f"doc_{t}"] = np.where(unknown, -1.0, ((mask >> i) & 1).astype(float))
     for family, (col, items_of, prefix) in _FAMILIES.items():
         items = vocab[family]
-        codes, uniques = _factorize(frame.df[col])
+        codes, uniques = frame.factor(col)
         table = np.zeros((len(uniques) + 1, len(items)))  # the last row: a missing value
         where = {item: j for j, item in enumerate(items)}
         for i, u in enumerate(uniques):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from denial_model.rules.pack import CATEGORIES
-from denial_model.table import _factorize
+from denial_model.table import ClaimFrame, _factorize
 
 __all__ = [
     "FINDINGS",
@@ -42,9 +42,13 @@ HISTORY_KEYS = {
 _DAY = 1_000_000  # key * _DAY + day orders (key, day) pairs; days since 1970 stay far below
 
 
-def factorized(values) -> tuple[np.ndarray, list[str]]:
-    """(codes, distinct values as text): string work happens on the distinct values only."""
-    codes, uniques = _factorize(values if isinstance(values, pd.Series) else pd.Series(values, dtype=object))
+def factorized(values: ClaimFrame | np.ndarray, column: str | None = None) -> tuple[np.ndarray, list[str]]:
+    """(codes, distinct values as text) of a ClaimFrame's `column` or of an array: string
+    work happens on the distinct values only."""
+    if isinstance(values, ClaimFrame):
+        codes, uniques = values.factor(column)
+    else:
+        codes, uniques = _factorize(pd.Series(values, dtype=object))
     return codes, [str(u) for u in uniques]
 
 
@@ -59,9 +63,9 @@ def composite_key(parts: list[tuple[np.ndarray, list[str]]]) -> tuple[np.ndarray
     return codes, keys
 
 
-def entity_key(df: pd.DataFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+def entity_key(frame: ClaimFrame, cols: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
     """Composite key of `cols` as (codes, 'a|b' text per distinct key)."""
-    return composite_key([factorized(df[c]) for c in cols])
+    return composite_key([factorized(frame, c) for c in cols])
 
 
 def smoothed(n: np.ndarray, y: np.ndarray, prior: np.ndarray | float, strength: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from denial_model.reference import Reference
-from denial_model.table import ClaimFrame, _factorize
+from denial_model.table import ClaimFrame
 
 __all__ = ["Context"]
 
@@ -28,22 +28,16 @@ class Context:
         self.frame = frame
         self.pack = pack
         self.ref = ref
-        self.df = frame.df
         self.n = frame.n
 
-    @cached_property
-    def _factors(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {}
-
     def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(codes, uniques) of a column or derived array, computed once per table."""
-        if name not in self._factors:
-            if name == "drug":
-                codes, uniques = pd.factorize(self.drug, use_na_sentinel=False)
-                self._factors[name] = (codes, np.asarray(uniques, dtype=object))
-            else:
-                self._factors[name] = _factorize(self.df[name])
-        return self._factors[name]
+        """(codes, uniques) of a column or of the derived `drug`, computed once per table."""
+        return self._drug_factor if name == "drug" else self.frame.factor(name)
+
+    @cached_property
+    def _drug_factor(self) -> tuple[np.ndarray, np.ndarray]:
+        codes, uniques = pd.factorize(self.drug, use_na_sentinel=False)
+        return codes, np.asarray(uniques, dtype=object)
 
     @cached_property
     def _isin(self) -> dict[tuple, np.ndarray]:
@@ -207,10 +201,10 @@ class Context:
     def patient_codes(self) -> np.ndarray:
         return self.factor("patient_id")[0]
 
-    @cached_property
+    @property
     def service_day(self) -> np.ndarray:
-        return self.df["service_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        return self.frame.days("service_date")
 
-    @cached_property
+    @property
     def submission_day(self) -> np.ndarray:
-        return self.df["submission_date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        return self.frame.days("submission_date")

@@ -46,9 +46,9 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
     if "payer_types" in a:
         m &= ctx.isin("payer_type", a["payer_types"])
     if "service_from" in a:
-        m &= ctx.df["service_date"].to_numpy() >= np.datetime64(a["service_from"])
+        m &= ctx.frame.values("service_date") >= np.datetime64(a["service_from"])
     if "service_to" in a:
-        m &= ctx.df["service_date"].to_numpy() <= np.datetime64(a["service_to"])
+        m &= ctx.frame.values("service_date") <= np.datetime64(a["service_to"])
     if "modifiers_any_of" in a:
         m &= ctx.frame.has_modifier(a["modifiers_any_of"])
     if "diagnosis_any_of" in a:

@@ -251,7 +251,7 @@ _FIELDS = {"ndc", "ndc_quantity", "ndc_unit", "drug_description", "dose_mg", "pr
 
 def _empty(ctx: Context, column: str) -> np.ndarray:
     if column in _NUMERIC_FIELDS:
-        return ctx.df[column].isna().to_numpy()
+        return np.isnan(ctx.frame.values(column, float))
     return ctx.isin(column, [""])
 
 
@@ -332,10 +332,10 @@ def _off_by_one_unit(c: pd.DataFrame, p: dict) -> float:
     breaks=_set_line("units", _off_by_one_unit),
 )
 def _units_vs_dose(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    dose = ctx.df["dose_mg"].to_numpy(dtype=float)
+    dose = ctx.frame.values("dose_mg", float)
     unit = np.full(ctx.n, float(p["unit_mg"])) if "unit_mg" in p else ctx.unit_mg
     exp = expected_units(dose, unit)
-    units = ctx.df["units"].to_numpy(dtype=float)
+    units = ctx.frame.values("units", float)
     ok = ~np.isnan(exp) & (dose > 0)
     return ok & (np.abs(units - exp) > 1e-9)
 
@@ -345,7 +345,7 @@ def _units_from_ndc(ctx: Context, unit_mg: np.ndarray) -> np.ndarray:
     mass (ME mg, GR g) over the code's unit; items (UN) times the crosswalk's billing units
     per item, or the policy's milligrams per item over the code's unit. A multiple-dose
     container counted in items says nothing about the amount given."""
-    qty = ctx.df["ndc_quantity"].to_numpy(dtype=float)
+    qty = ctx.frame.values("ndc_quantity", float)
     unit = ctx.factor("ndc_unit")
     per_mass = {"ME": 1.0, "GR": 1000.0}
     mass_factor = np.array([per_mass.get(str(u), np.nan) for u in unit[1]], dtype=float)
@@ -378,8 +378,8 @@ def _units_vs_ndc(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     # the claim splits the package between an administered and a JW line of the code
     unit = np.full(ctx.n, float(p["unit_mg"])) if "unit_mg" in p else ctx.unit_mg
     exp = _units_from_ndc(ctx, unit)
-    units = ctx.df["units"].to_numpy(dtype=float)
-    no_dose = ctx.df["dose_mg"].isna().to_numpy()
+    units = ctx.frame.values("units", float)
+    no_dose = np.isnan(ctx.frame.values("dose_mg", float))
     jw_code = np.zeros(ctx.n, dtype=bool)
     if ctx.frame.is_jw.any():
         g = _group_ids(ctx.claim_codes, ctx.code)
@@ -397,7 +397,7 @@ def _bill_band_code_for_other_dose(c: pd.DataFrame, p: dict) -> pd.DataFrame:
 def _dose_band(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     above = ctx.per_code(ctx.ref.hcpcs["band_above_mg"], np.nan).astype(float)
     upto = ctx.per_code(ctx.ref.hcpcs["band_upto_mg"], np.nan).astype(float)
-    dose = ctx.df["dose_mg"].to_numpy(dtype=float)
+    dose = ctx.frame.values("dose_mg", float)
     banded = ~np.isnan(above) & ~np.isnan(dose)
     with np.errstate(invalid="ignore"):
         inside = (dose > above + 1e-9) & (dose <= upto + 1e-9)
@@ -436,7 +436,7 @@ def _diagnosis_flagged(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     breaks=_set_line("diagnosis_codes", lambda c, p: str(c.loc[0, "diagnosis_codes"])[:3] + ".ZZ"),
 )
 def _diagnosis_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    dx_codes, lists = ctx.frame.diagnosis_factor  # each distinct diagnosis list checked once
+    dx_codes, lists = ctx.frame.factor("diagnosis_codes")  # each distinct diagnosis list checked once
     split = [str(u).split(";") for u in lists]
     ok = icd10_billable([c for s in split for c in s])
     ends = np.cumsum([len(s) for s in split])
@@ -574,7 +574,7 @@ def _file_late(c: pd.DataFrame, p: dict) -> pd.DataFrame:
     breaks=_file_late,
 )
 def _timely_filing(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    days, months = filing_limits(p, ctx.df["payer_id"].to_numpy(), ctx.df["payer_type"].to_numpy())
+    days, months = filing_limits(p, ctx.frame.values("payer_id"), ctx.frame.values("payer_type"))
     return ctx.submission_day > filing_deadline(ctx.service_day, days, months)
 
 
@@ -594,7 +594,7 @@ def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     known = ctx.per_code(listed, False).astype(bool)
     numeric = np.array([c[:1].isdigit() for c in ctx.code_factor[1]], dtype=bool)
     numeric = numeric[ctx.code_factor[0]] if ctx.n else np.zeros(0, bool)
-    svc = ctx.df["service_date"].to_numpy()
+    svc = ctx.frame.values("service_date")
     before = ~np.isnat(add) & (svc < add)
     after = ~np.isnat(term) & (svc > term)
     # a code a newer shipped file prices is valid from that file's quarter
@@ -668,7 +668,7 @@ def _matching_description(pattern: str) -> str:
 )
 def _description(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     rx = re.compile(p["pattern"], re.I)
-    desc_codes, uniques = _factorize(ctx.df["drug_description"])
+    desc_codes, uniques = ctx.factor("drug_description")
     hit_u = np.array([bool(rx.search(str(u))) for u in uniques], dtype=bool)
     return hit_u[desc_codes] if ctx.n and len(hit_u) else np.zeros(ctx.n, dtype=bool)
 
@@ -720,13 +720,13 @@ def _over_max(c: pd.DataFrame, p: dict) -> pd.DataFrame:
     breaks=_over_max,
 )
 def _max_per_day(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    val = np.nan_to_num(ctx.df[p.get("field", "units")].to_numpy(dtype=float))
+    val = np.nan_to_num(ctx.frame.values(p.get("field", "units"), float))
     active = m & ~ctx.frame.is_jw
     if not active.any():
         return np.zeros(ctx.n, dtype=bool)
     idx = np.flatnonzero(active)
     # exact duplicates (same patient, code, day, units) are the duplicate rule's finding
-    units = ctx.df["units"].to_numpy(dtype=float)
+    units = ctx.frame.values("units", float)
     same = _group_ids(ctx.patient_codes[idx], ctx.code_factor[0][idx], ctx.service_day[idx], units[idx])
     first = np.zeros(len(idx), dtype=bool)
     first[np.unique(same, return_index=True)[1]] = True
@@ -814,12 +814,12 @@ def _duplicate(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
         ctx.patient_codes[idx],
         ctx.factor("hcpcs_code")[0][idx],
         ctx.service_day[idx],
-        ctx.df["units"].to_numpy(dtype=float)[idx],
+        ctx.frame.values("units", float)[idx],
         ctx.frame.is_jw[idx],
         product,
     )
     # within a key, the earliest submitted (then claim id, line number) is the original
-    tiebreak = (ctx.df["line_number"].to_numpy()[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
+    tiebreak = (ctx.frame.values("line_number")[idx], claim_rank[claim_codes[idx]], ctx.submission_day[idx])
     order = np.lexsort(tiebreak + key[::-1])
     same = np.ones(len(idx) - 1, dtype=bool)
     for k in key:
