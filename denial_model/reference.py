@@ -167,6 +167,11 @@ class Reference:
         pairs = self.ndc_code_pairs
         return {k: i for i, k in enumerate(zip(pairs["ndc"], pairs["hcpcs_code"], strict=True))}
 
+    def hcpcs_column(self, name: str) -> pd.Series:
+        """Column `name` of the code set, one Series object per process (lookups read its
+        values once per object: see `Context._lookup`)."""
+        return self.derived(("hcpcs", name), lambda: self.hcpcs[name])
+
     def derived(self, key: tuple, build):
         """A fact of these tables combined with something fixed (a rule pack, keyed by its
         hash), built once per process: scoring a claim at a time must not rebuild lookups

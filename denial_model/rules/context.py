@@ -83,9 +83,12 @@ class Context:
 
     def _lookup(self, mapping: pd.Series, keys, default) -> np.ndarray:
         """`mapping`'s value of each of `keys` (distinct values), `default` where it has none
-        or a missing one; `mapping` is one the Reference keeps (see `Reference.positions`)."""
+        or a missing one. `mapping` is a Series the Reference keeps (a `derived` fact, a
+        cached property, `hcpcs_column`): its index positions and its values are read once
+        per process, keyed by its identity (the cache holds it, so the identity is not
+        reused; a test pins that scoring again adds no entry)."""
         pos = self.ref.positions(mapping.index, keys)
-        vals = mapping.to_numpy()
+        _, vals = self.ref.derived(("values", id(mapping)), lambda: (mapping, mapping.to_numpy()))
         if not len(vals):
             return np.full(len(keys), default, dtype=object)
         got = vals[np.maximum(pos, 0)]
@@ -178,7 +181,7 @@ class Context:
 
     @cached_property
     def unit_mg(self) -> np.ndarray:
-        return self.per_code(self.ref.hcpcs["unit_mg"], np.nan).astype(float)
+        return self.per_code(self.ref.hcpcs_column("unit_mg"), np.nan).astype(float)
 
     def _drug_codes(self) -> pd.Series:
         drug_codes = set(self.ref.crosswalk["hcpcs_code"]) | set(self.pack.noc_codes)

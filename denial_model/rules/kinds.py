@@ -395,8 +395,8 @@ def _bill_band_code_for_other_dose(c: pd.DataFrame, p: dict) -> pd.DataFrame:
 
 @kind("dose_in_code_band", breaks=_bill_band_code_for_other_dose)
 def _dose_band(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
-    above = ctx.per_code(ctx.ref.hcpcs["band_above_mg"], np.nan).astype(float)
-    upto = ctx.per_code(ctx.ref.hcpcs["band_upto_mg"], np.nan).astype(float)
+    above = ctx.per_code(ctx.ref.hcpcs_column("band_above_mg"), np.nan).astype(float)
+    upto = ctx.per_code(ctx.ref.hcpcs_column("band_upto_mg"), np.nan).astype(float)
     dose = ctx.frame.values("dose_mg", float)
     banded = ~np.isnan(above) & ~np.isnan(dose)
     with np.errstate(invalid="ignore"):
@@ -588,8 +588,10 @@ def _bill_unknown_code(c: pd.DataFrame, p: dict) -> pd.DataFrame:
 @kind("code_valid_on_date", breaks=_bill_unknown_code)
 def _code_valid(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
     procs = ctx.ref.derived(("procedures",), lambda: ctx.ref.hcpcs[ctx.ref.hcpcs["kind"] == "procedure"])
-    add = ctx.per_code(procs["add_date"], np.datetime64("NaT")).astype("datetime64[ns]")
-    term = ctx.per_code(procs["termination_date"], np.datetime64("NaT")).astype("datetime64[ns]")
+    add_date = ctx.ref.derived(("procedures", "add_date"), lambda: procs["add_date"])
+    term_date = ctx.ref.derived(("procedures", "termination_date"), lambda: procs["termination_date"])
+    add = ctx.per_code(add_date, np.datetime64("NaT")).astype("datetime64[ns]")
+    term = ctx.per_code(term_date, np.datetime64("NaT")).astype("datetime64[ns]")
     listed = ctx.ref.derived(("procedure_listed",), lambda: pd.Series(True, index=procs.index))
     known = ctx.per_code(listed, False).astype(bool)
     numeric = np.array([c[:1].isdigit() for c in ctx.code_factor[1]], dtype=bool)
