@@ -9,10 +9,15 @@ stability index (PSI) of each against the reference. PSI above 0.2 is the usual 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
 from denial_model.table import _factorize
+
+if TYPE_CHECKING:
+    from denial_model.features.claim import FeatureColumns
 
 __all__ = ["DRIFT_WARNING", "MIN_DRIFT_LINES", "drift_counts", "drift_report", "psi", "reference_profile"]
 
@@ -30,7 +35,7 @@ def reference_profile(features: pd.DataFrame, p: np.ndarray) -> dict:
     prof: dict = {"score": {"edges": edges.tolist(), "counts": np.histogram(p, bins=edges)[0].tolist()}}
     prof["numeric"] = {}
     for name in NUMERIC:
-        v = features[name].to_numpy(dtype=float)
+        v = np.asarray(features[name], dtype=float)
         v = v[~np.isnan(v)]
         e = np.unique(np.quantile(v, np.linspace(0, 1, 11))) if len(v) else np.zeros(0)
         if len(e) < 2:
@@ -47,15 +52,17 @@ def reference_profile(features: pd.DataFrame, p: np.ndarray) -> dict:
     return prof
 
 
-def drift_counts(features: pd.DataFrame, p: np.ndarray, reference: dict) -> dict[str, np.ndarray]:
+def drift_counts(
+    features: pd.DataFrame | FeatureColumns, p: np.ndarray, reference: dict
+) -> dict[str, np.ndarray]:
     """Counts of this block's lines in the reference's bins (add them up over chunks)."""
     out = {"score": np.histogram(p, bins=reference["score"]["edges"])[0]}
     for name, ref in reference.get("numeric", {}).items():
-        v = features[name].to_numpy(dtype=float)
+        v = np.asarray(features[name], dtype=float)
         v = v[~np.isnan(v)]
         out[name] = np.histogram(np.clip(v, ref["edges"][0], ref["edges"][-1]), bins=ref["edges"])[0]
     for name, ref in reference.get("categorical", {}).items():
-        codes, uniques = _factorize(features[name])  # per distinct value, not per line
+        codes, uniques = _factorize(pd.Series(features[name]))  # per distinct value, not per line
         names = ["__missing__" if pd.isna(u) else str(u) for u in uniques]
         counts = pd.Series(np.bincount(codes, minlength=len(names)), index=names).groupby(level=0).sum()
         known = [int(counts.get(k, 0)) for k in ref["levels"]]

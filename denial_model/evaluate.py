@@ -227,7 +227,7 @@ def group_table(scorer: Scorer, earlier: pd.DataFrame, test: pd.DataFrame) -> pd
     lookup = lookup.div(lookup.sum(axis=1), axis=0)
     answers["rules_only"] = lookup.reindex(pd.Index(named_test, dtype=object)).fillna(1.0 / k).to_numpy()
     if scorer.groups is not None:
-        answers["model"] = scorer.group_proba(rk.ids, rk.hits, scorer.features.attributes(frame, rk))
+        answers["model"] = scorer.group_proba(rk.ids, rk.hits, scorer.features.attribute_columns(frame, rk))
     rows = []
     for name, proba in answers.items():
         p_true = np.clip(proba[np.arange(len(y)), y], 1e-15, 1.0)

@@ -14,6 +14,7 @@ made per line: a batch of millions of lines costs a few Arrow kernels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import pyarrow.compute as pc
 from denial_model.groups import UNFIXABLE_CATEGORIES
 from denial_model.rules.engine import RuleResult
 from denial_model.rules.kinds import KINDS
+
+if TYPE_CHECKING:
+    from denial_model.features.claim import FeatureColumns
 from denial_model.rules.pack import CATEGORIES
 
 SEP = " | "
@@ -170,7 +174,7 @@ def reasons_and_fixes(
     p: np.ndarray,
     high: float,
     prior: float,
-    features: pd.DataFrame,
+    features: pd.DataFrame | FeatureColumns,
     payer: pd.Series,
     code: pd.Series,
     after_fixes: np.ndarray | None = None,
@@ -192,8 +196,8 @@ def reasons_and_fixes(
     fix_rows, fix_pieces = _fixes(findings, result, p, how, p if after_fixes is None else after_fixes)
     learned = np.flatnonzero((np.bincount(rows, minlength=n) == 0) & (p >= high))
     if len(learned):
-        pc_rate = features["hist_payer_code_rate"].to_numpy(dtype=float)[learned]
-        pv_rate = features["hist_provider_rate"].to_numpy(dtype=float)[learned]
+        pc_rate = np.asarray(features["hist_payer_code_rate"], dtype=float)[learned]
+        pv_rate = np.asarray(features["hist_provider_rate"], dtype=float)[learned]
         use_pc = pc_rate >= pv_rate
         rate = np.rint(np.where(use_pc, pc_rate, pv_rate) * 100).astype(np.int64).astype(str).astype(object)
         payer_l = payer.iloc[learned].astype(str).to_numpy(dtype=object)
@@ -232,13 +236,13 @@ def reasons_and_fixes(
     return _join_per_line(n, rows, reason_pieces), _join_per_line(n, fix_rows, fix_pieces)
 
 
-def _sibling_finding(features: pd.DataFrame, rows: np.ndarray) -> np.ndarray | None:
+def _sibling_finding(features: pd.DataFrame | FeatureColumns, rows: np.ndarray) -> np.ndarray | None:
     """For `rows`: the categories the claim's other lines have findings of, most lines first,
     ', '-joined ('' for none); None for a model without claim context."""
     cols = [f"claim_other_{c}" for c in CATEGORIES]
-    if cols[0] not in features.columns:
+    if cols[0] not in features:
         return None
-    counts = features[cols].to_numpy(dtype=float)[rows]
+    counts = np.column_stack([np.asarray(features[c], dtype=float)[rows] for c in cols])
     patterns, inverse = np.unique(counts, axis=0, return_inverse=True)
     names = [c.replace("_", " ") for c in CATEGORIES]
     text = [

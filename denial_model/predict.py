@@ -37,6 +37,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from threadpoolctl import threadpool_limits
 
+from denial_model.features.claim import FeatureColumns
+
 __all__ = ["BinnedGroups", "BinnedPredictor", "PublicPredictor", "make_predictor"]
 
 PARALLEL_ROWS = 50_000
@@ -44,6 +46,8 @@ PARALLEL_ROWS = 50_000
 # scikit-learn's walk costs about 8 us a tree, NumPy's about 0.4 us a (row, tree) pair more
 # than scikit-learn's own, so the two meet near 20 rows
 WALK_ROWS = 16
+# category lookups kept per predictor (a fitted featurizer needs one per categorical column)
+MAX_LOOKUPS = 256
 
 
 class _Binned:
@@ -63,7 +67,7 @@ class _Binned:
         self.position = {c: i for i, c in enumerate(self.columns)}
         enc = hgb._preprocessor.named_transformers_["encoder"]
         self.encoder_categories = [np.asarray(c, dtype=object) for c in enc.categories_]
-        self.lookups: dict[tuple[str, tuple], np.ndarray] = {}
+        self.lookups: dict[tuple[str, int], tuple[pd.Index, np.ndarray]] = {}
         mapper = hgb._bin_mapper
         self.missing_bin = mapper.missing_values_bin_idx_
         self.thresholds = [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
@@ -134,16 +138,20 @@ class _Binned:
             node = np.where(inner, np.where(left, self.node_left[node], self.node_right[node]), node)
         return self.node_value[node]
 
-    def _codes(self, k: int, col: pd.Series) -> np.ndarray:
-        """Category codes of the featurizer -> the encoder's codes (NaN: missing or unseen)."""
-        cats = col.array.categories  # the Categorical itself: `.cat` builds a Series per attribute
-        key = (self.cat_cols[k], tuple(cats))
-        lut = self.lookups.get(key)
-        if lut is None:
+    def _codes(self, k: int, col: pd.Series | pd.Categorical) -> np.ndarray:
+        """Category codes of the featurizer -> the encoder's codes (NaN: missing or unseen).
+        The lookup is built once per categories object (the fitted featurizer's dtype gives
+        the same one every call; kept in the entry, so its identity is not reused)."""
+        cat = col.array if isinstance(col, pd.Series) else col  # `.cat` builds a Series per attribute
+        cats = cat.categories
+        key = (self.cat_cols[k], id(cats))
+        got = self.lookups.get(key)
+        if got is None or got[0] is not cats:
+            if len(self.lookups) >= MAX_LOOKUPS:  # categories from elsewhere (new each call)
+                self.lookups.clear()
             pos = pd.Index(self.encoder_categories[k]).get_indexer(cats.astype(object))
-            lut = np.append(np.where(pos >= 0, pos, np.nan), np.nan)  # last slot: code -1
-            self.lookups[key] = lut
-        return lut[col.array.codes]
+            got = self.lookups[key] = (cats, np.append(np.where(pos >= 0, pos, np.nan), np.nan))  # last: -1
+        return got[1][cat.codes]
 
     def _bins(self, k: int, x: np.ndarray) -> np.ndarray:
         """The bin mapper's rule for one column: thresholds[i-1] < x <= thresholds[i] -> i."""
@@ -151,14 +159,17 @@ class _Binned:
         b[np.isnan(x)] = self.missing_bin
         return b
 
-    def prepare(self, X: pd.DataFrame, binary: tuple[list[str], np.ndarray] | None = None) -> np.ndarray:
-        """The booster's uint8 bins of `X`, one row per line, in Fortran order: every column
-        is written whole and contiguous (row-major writes of 200 columns cost more than the
-        tree walk, which reads either order).
+    def prepare(
+        self, X: pd.DataFrame | FeatureColumns, binary: tuple[list[str], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The booster's uint8 bins of `X` (a feature frame, or `FeatureColumns`), one row per
+        line, in Fortran order: every column is written whole and contiguous (row-major
+        writes of 200 columns cost more than the tree walk, which reads either order).
 
         `binary`: (feature names, bool matrix) of 0/1 features already at hand as a matrix
         (the rule hits): they are binned by lookup instead of being read back from `X`."""
-        out = np.empty((len(X), len(self.columns)), dtype=np.uint8, order="F")
+        rows = X.n if isinstance(X, FeatureColumns) else len(X)
+        out = np.empty((rows, len(self.columns)), dtype=np.uint8, order="F")
         done: set[str] = set()
         if binary is not None:
             names, values = binary
@@ -182,7 +193,10 @@ class _Binned:
         for k in (k for k in wanted if k < len(self.cat_cols)):
             out[:, k] = self._bins(k, self._codes(k, X[self.columns[k]]))
         numeric = [k for k in wanted if k >= len(self.cat_cols)]
-        if numeric:  # read out of the frame as one float matrix: a column at a time costs more
+        if isinstance(X, FeatureColumns):
+            for k in numeric:
+                out[:, k] = self._bins(k, np.asarray(X[self.columns[k]], dtype=np.float64))
+        elif numeric:  # read out of the frame as one float matrix: a column at a time costs more
             values = X[[self.columns[k] for k in numeric]].to_numpy(dtype=np.float64)
             for j, k in enumerate(numeric):
                 out[:, k] = self._bins(k, values[:, j])
@@ -348,6 +362,8 @@ class PublicPredictor:
 
     def prepare(self, X: pd.DataFrame, binary: tuple[list[str], np.ndarray] | None = None) -> pd.DataFrame:
         """`X` with the `binary` features added as 0/1 columns, in the classifier's order."""
+        if isinstance(X, FeatureColumns):
+            X = X.frame()
         if binary is None:
             return X
         names, values = binary

@@ -32,6 +32,7 @@ from denial_model.explain import (
     repaired,
     zeroed_fixes,
 )
+from denial_model.features.claim import FeatureColumns
 from denial_model.groups import REASON_GROUPS, TEAMS, group_proba, rules_group
 from denial_model.predict import BinnedGroups, BinnedPredictor, PublicPredictor, make_predictor
 from denial_model.rules.engine import RuleResult
@@ -88,7 +89,7 @@ class Scored:
     tier: np.ndarray  # index into TIERS
     billed: np.ndarray
     dollars: np.ndarray  # expected dollars at risk per line
-    features: pd.DataFrame  # the non-rule features (drift reads them)
+    features: FeatureColumns  # the non-rule features (drift reads them)
     result: RuleResult
     after_fixes: np.ndarray  # P(denied) with every fixable finding corrected
     group: np.ndarray  # index into REASON_GROUPS of the likeliest reason group, -1 for none
@@ -150,16 +151,16 @@ class Scorer:
             self.predictor_check = "public predict_proba (fast path unavailable)"
         return fast
 
-    def _checked(self, attrs: pd.DataFrame, binary: tuple[list[str], np.ndarray]):
+    def _checked(self, attrs: FeatureColumns, binary: tuple[list[str], np.ndarray]):
         """The predictor to use. The first time, the fast path is compared with the public
         `predict_proba` on the first lines being scored (up to 256); if they differ, the
         Scorer warns and keeps the public path from then on."""
         predictor = self.predictor
-        if self._verified or not isinstance(predictor, BinnedPredictor) or not len(attrs):
+        if self._verified or not isinstance(predictor, BinnedPredictor) or not attrs.n:
             return predictor
-        k = min(len(attrs), 256)
+        k = min(attrs.n, 256)
         rows = (binary[0], binary[1][:k])
-        sample = attrs.iloc[:k].reset_index(drop=True)
+        sample = attrs.take(np.arange(k))
         public = PublicPredictor(self.classifier)
         expected = public.proba(public.prepare(sample, rows))
         got = predictor.proba(predictor.prepare(sample, rows))
@@ -184,7 +185,7 @@ class Scorer:
         """(the checked predictor, validated lines prepared for it): what the fast paths score."""
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame)
-        attrs = self.features.attributes(frame, rk)
+        attrs = self.features.attribute_columns(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
         return predictor, predictor.prepare(attrs, binary=(rk.ids, rk.hits))
 
@@ -201,7 +202,7 @@ class Scorer:
         """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
         frame = ClaimFrame(lines)
         rk = self.rules.evaluate(frame, earlier=earlier)
-        attrs = self.features.attributes(frame, rk)
+        attrs = self.features.attribute_columns(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
         prepared = predictor.prepare(attrs, binary=(rk.ids, rk.hits))
         raw = predictor.raw(prepared)
@@ -274,7 +275,7 @@ class Scorer:
         frame = ClaimFrame(sub)
         rk2 = self.rules.evaluate(frame, earlier=earlier)  # whole patients: the cross-line rules
         mine = np.flatnonzero(np.isin(take, rows))  # only lines with a fixable finding of their own
-        attrs = self.features.attributes(frame, rk2).iloc[mine].reset_index(drop=True)
+        attrs = self.features.attribute_columns(frame, rk2).take(mine)
         rk2 = rk2.take(mine)
         prepared2 = predictor.prepare(attrs, binary=(rk2.ids, rk2.hits))
         again = zeroed_fixes(predictor, prepared2, rk2, predictor.proba(prepared2))
@@ -293,7 +294,7 @@ class Scorer:
             return None
 
     def group_proba(
-        self, ids: list[str], hits: np.ndarray, attrs: pd.DataFrame, threads: int | None = None
+        self, ids: list[str], hits: np.ndarray, attrs: FeatureColumns, threads: int | None = None
     ) -> np.ndarray | None:
         """P(reason group | denied) per line (columns: REASON_GROUPS), None without a group
         model. On the group booster's bins when it allows it (`threads`: its tree walk's):
@@ -301,16 +302,15 @@ class Scorer:
         256), and on any difference the public path is used from then on."""
         if self.groups is None:
             return None
-        attrs = attrs.reset_index(drop=True)
         fast = self.group_predictor
         if fast is not None:
             proba = fast.proba(fast.prepare(attrs, binary=(ids, hits)), threads)
-            out = np.zeros((len(attrs), len(REASON_GROUPS)))
+            out = np.zeros((attrs.n, len(REASON_GROUPS)))
             out[:, np.asarray(self.groups.classes_, dtype=np.int64)] = proba
             if self._groups_verified:
                 return out
-            k = min(len(attrs), 256)
-            public = group_proba(self.groups, self.features.assemble(hits[:k], attrs.iloc[:k]))
+            k = min(attrs.n, 256)
+            public = group_proba(self.groups, self.features.assemble(hits[:k], attrs.take(np.arange(k))))
             if np.allclose(out[:k], public, rtol=0, atol=1e-12):
                 self._groups_verified = True
                 return out
@@ -323,19 +323,19 @@ class Scorer:
         return group_proba(self.groups, self.features.assemble(hits, attrs))
 
     def reason_groups(
-        self, rk: RuleResult, attrs: pd.DataFrame, p: np.ndarray, threads: int | None = None
+        self, rk: RuleResult, attrs: FeatureColumns, p: np.ndarray, threads: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(likeliest reason group, P(group | denied)) of each line that has a finding or is
         medium or high risk: an index into REASON_GROUPS (-1 for a low-risk line with no
         finding: nothing to route) and one column per group (NaN where not routed). By the
         group model, else (models before 0.6) by the rules (`groups.rules_group`), which give
         no probabilities (all NaN)."""
-        given = np.full((len(attrs), len(REASON_GROUPS)), np.nan)
+        given = np.full((attrs.n, len(REASON_GROUPS)), np.nan)
         if self.groups is not None:
-            out = np.full(len(attrs), -1, dtype=np.int64)
+            out = np.full(attrs.n, -1, dtype=np.int64)
             rows = np.flatnonzero(rk.hits.any(axis=1) | (p >= self.thresholds.medium))
             if len(rows):
-                given[rows] = self.group_proba(rk.ids, rk.hits[rows], attrs.iloc[rows], threads)
+                given[rows] = self.group_proba(rk.ids, rk.hits[rows], attrs.take(rows), threads)
                 out[rows] = np.argmax(given[rows], axis=1)
             return out, given
         named = rules_group(rk)

@@ -44,6 +44,25 @@ from denial_model.rules.pack import RulePack, load_pack
 from denial_model.table import ClaimFrame, denied_labels, validate
 
 
+class FeatureColumns(dict):
+    """The features that are not rule hits, one array per name (float arrays and
+    `pd.Categorical`s), for `n` lines: what scoring reads by name. A DataFrame of ~100
+    columns costs more to build, and each column more to read back out of it, than a claim
+    costs to score; `frame()` builds one for the public path. Reads as a DataFrame does by
+    name (`X[name]`, `name in X`); `len()` is the number of columns, the lines are `n`."""
+
+    def __init__(self, columns: dict, n: int):
+        super().__init__(columns)
+        self.n = n
+
+    def take(self, rows: np.ndarray) -> FeatureColumns:
+        """The lines `rows`, in that order."""
+        return FeatureColumns({k: v[rows] for k, v in self.items()}, len(rows))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(dict(self), index=pd.RangeIndex(self.n))
+
+
 def as_claim_frame(X: pd.DataFrame | ClaimFrame) -> ClaimFrame:
     """Validated, normalized view of `X`; any bad row is an error naming row and column."""
     if isinstance(X, ClaimFrame):
@@ -268,16 +287,25 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         result = self.rules_.evaluate(frame)
         return self.assemble(result.hits, self.attributes(frame, result)), result
 
-    def assemble(self, hits: np.ndarray, attributes: pd.DataFrame) -> pd.DataFrame:
+    def assemble(self, hits: np.ndarray, attributes: pd.DataFrame | FeatureColumns) -> pd.DataFrame:
         """The full feature frame from the rule hit matrix and `attributes`."""
         rules = pd.DataFrame(hits.astype(np.float32), columns=list(self.rules_.rule_ids_))
-        return pd.concat([rules, attributes.reset_index(drop=True)], axis=1)[list(self.feature_names_out_)]
+        attrs = (
+            attributes.frame()
+            if isinstance(attributes, FeatureColumns)
+            else attributes.reset_index(drop=True)
+        )
+        return pd.concat([rules, attrs], axis=1)[list(self.feature_names_out_)]
 
     def attributes(self, frame: ClaimFrame, result: RuleResult) -> pd.DataFrame:
+        """The features that are not rule hits, as a frame (see `attribute_columns`)."""
+        return self.attribute_columns(frame, result).frame()
+
+    def attribute_columns(self, frame: ClaimFrame, result: RuleResult) -> FeatureColumns:
         """The features that are not rule hits: claim attributes, context and history rates.
 
         Batch scoring keeps the rule hits as the engine's bool matrix and reads only these
-        from a frame (92 float columns of 0/1 would cost more to build than to score)."""
+        (92 float columns of 0/1 would cost more to build than to score)."""
         check_is_fitted(self, "history_")
         out: dict[str, object] = self._numeric(frame)
         attrs = self._attributes(frame, result.drug)
@@ -318,7 +346,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             mean, strength = getattr(self, "provider_prior_", (1.0, self.smoothing * self.prior_))
             out["hist_provider_excess"] = smoothed(expected, observed, mean, strength)
             out["hist_provider_expected"] = expected
-        return pd.DataFrame(out, index=pd.RangeIndex(frame.n))
+        return FeatureColumns(out, frame.n)
 
     def _numeric(self, frame: ClaimFrame) -> dict[str, np.ndarray]:
         """The NUMERIC columns."""
