@@ -45,7 +45,15 @@ def _mlflow(uri: str | None):
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     import mlflow
 
+    exported = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(resolve_uri(uri))
+    # MLflow also exports the URI to the environment (for child processes): one job's store
+    # must not become the process's default, or a later job given no URI (a notebook's next
+    # cell, a test's subprocess) would track to it, even after that server is gone
+    if exported is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = exported
     return mlflow
 
 

@@ -1,6 +1,7 @@
 """The denial model: one Pipeline, labels never features, artifact integrity, MLflow tracking."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,20 @@ def test_training_is_tracked_on_a_real_mlflow_server(tmp_path, small_history):
     with running(cmd, f"http://127.0.0.1:{port}/health", tmp_path, tmp_path / "server.log", timeout=90):
         _run_and_check(f"http://127.0.0.1:{port}", small_history, tmp_path, "server-test")
         assert any((tmp_path / "artifacts").rglob("roc.png"))
+
+
+def test_a_jobs_tracking_uri_does_not_become_the_process_default(tmp_path, monkeypatch):
+    """MLflow exports the URI it is given to the environment; the toolkit puts the
+    environment back, so a later job given no URI tracks to the default store, not to the
+    last job's (a server that may be gone)."""
+    from denial_model.tracking import DEFAULT_TRACKING_URI, check_tracking, resolve_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    check_tracking(f"sqlite:///{tmp_path / 'one.db'}")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and resolve_uri() == DEFAULT_TRACKING_URI
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'team.db'}")
+    check_tracking(f"sqlite:///{tmp_path / 'two.db'}")
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'team.db'}"
 
 
 def test_cli_train_and_evaluate(tmp_path, history, monkeypatch):
