@@ -51,21 +51,27 @@ def as_claim_table(X) -> pd.DataFrame:
 
 def text_or_none(s: pd.Series) -> pd.Series:
     """Values as text (an id sent as a number is still an id), missing as None."""
+    return pd.Series(_texts(s), index=s.index, dtype=object)
+
+
+def _texts(s: pd.Series) -> np.ndarray:
+    """`text_or_none`'s values as an object array, worked out per distinct value."""
     codes, uniques = _factorize(s)
     missing = pd.isna(uniques)
     texts = np.array(
         [None if gone else str(v) for v, gone in zip(uniques.tolist(), missing, strict=True)] + [None]
     )
-    return pd.Series(texts[codes] if len(codes) else np.zeros(0, dtype=object), index=s.index, dtype=object)
+    return texts[codes] if len(codes) else np.zeros(0, dtype=object)
 
 
-def line_ids(df: pd.DataFrame) -> pd.DataFrame:
-    """`row` (0-based position), `claim_id` and `line_number` as text, one row per line of `df`."""
-    out = pd.DataFrame({"row": np.arange(len(df), dtype=np.int64)})
+def line_ids(df: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+    """`row` (0-based position), `claim_id` and `line_number` as text, one row per line of `df`
+    (`rows`: of those lines only, in that order)."""
+    rows = np.arange(len(df), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    out: dict[str, np.ndarray] = {"row": rows}
     for c in ("claim_id", "line_number"):
-        col = df[c].reset_index(drop=True) if c in df.columns else pd.Series(pd.NA, index=out.index)
-        out[c] = text_or_none(col)
-    return out
+        out[c] = _texts(df[c])[rows] if c in df.columns else np.full(len(rows), None, dtype=object)
+    return pd.DataFrame(out)
 
 
 def aligned_rows(df: pd.DataFrame, scored: pd.DataFrame, rejects: pd.DataFrame) -> pd.DataFrame:

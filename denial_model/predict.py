@@ -86,6 +86,8 @@ class _Binned:
                     used = self.trees_using.setdefault(int(j), [])
                     if not used or used[-1] != t:
                         used.append(t)
+        self.used = [k for k in range(len(self.columns)) if k in self.trees_using]  # in column order
+        self.unused = [k for k in range(len(self.columns)) if k not in self.trees_using]
 
     def _flatten(self, trees: list) -> None:
         """Every tree's nodes in flat arrays (children as indices into them, categorical
@@ -187,9 +189,8 @@ class _Binned:
             else:
                 out[:, pos] = np.where(values, hi, lo)
             done = set(names)
-        unused = [k for k in range(len(self.columns)) if k not in self.trees_using]
-        out[:, unused] = 0  # no tree splits on them: their bins cannot matter
-        wanted = [k for k, c in enumerate(self.columns) if k in self.trees_using and c not in done]
+        out[:, self.unused] = 0  # no tree splits on them: their bins cannot matter
+        wanted = [k for k in self.used if self.columns[k] not in done]
         for k in (k for k in wanted if k < len(self.cat_cols)):
             out[:, k] = self._bins(k, self._codes(k, X[self.columns[k]]))
         numeric = [k for k in wanted if k >= len(self.cat_cols)]

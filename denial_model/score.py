@@ -152,27 +152,32 @@ def score_frame(
     date_format: str | None = None,
     groups: np.ndarray | None = None,
     history_groups: np.ndarray | None = None,
+    keep_input: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scored rows: input columns + score columns, rejects). `loaded`: anything with a
     `scorer` (a `LoadedModel`, a `DenialModel`). `history`: earlier lines for
     the cross-line rules (not scored, not returned); `date_format`: as in `validate`.
     `groups` (and `history_groups`): an integer a row; rows of different groups are scored
-    as if in separate calls (`table.separate_groups`), so independent tables can share one."""
+    as if in separate calls (`table.separate_groups`), so independent tables can share one.
+    `keep_input=False`: the score columns only (the service answers with ids and scores)."""
     v = validate(df, keep_extra=False, date_format=date_format)
     lines = v.lines if groups is None else separate_groups(v.lines, np.asarray(groups)[v.rows])
     earlier = None
     if history is not None:
         h = validate(history, keep_extra=False, date_format=date_format)
         earlier = h.lines if groups is None else separate_groups(h.lines, np.asarray(history_groups)[h.rows])
-    out = df.iloc[v.rows].reset_index(drop=True)
     if len(v.lines):
         scored = loaded.scorer.score_lines(lines, earlier)
         scores = pa.table([scored.columns[c] for c in SCORE_COLUMNS], names=list(SCORE_COLUMNS)).to_pandas()
     else:
         empty = {c: pd.Series(dtype=float if c in NUMBER_COLUMNS else str) for c in SCORE_COLUMNS}
         scores = pd.DataFrame(empty)
+    if not keep_input:
+        return scores, v.rejects
     # the score columns replace any of the same name the input had; joined in one step
-    out = out.drop(columns=[c for c in SCORE_COLUMNS if c in out.columns])
+    out = df.iloc[v.rows].reset_index(drop=True)
+    if replaced := [c for c in SCORE_COLUMNS if c in out.columns]:
+        out = out.drop(columns=replaced)
     return pd.concat([out, scores], axis=1), v.rejects
 
 

@@ -26,7 +26,6 @@ import pandas as pd
 
 from denial_model.estimator import line_ids, text_or_none
 from denial_model.score import score_frame
-from denial_model.scorer import SCORE_COLUMNS
 from denial_model.serve.holder import Served
 from denial_model.table import INPUT_COLUMNS, REJECT_COLUMNS
 
@@ -141,13 +140,18 @@ def _score_together(jobs: list[_Job]) -> list[Answer]:
         history = frame_of(list(itertools.chain.from_iterable(jobs[k].history for k in with_history)))
         history_groups = np.repeat(with_history, [len(jobs[k].history) for k in with_history])
     scored, rejects = score_frame(
-        df, jobs[0].current.loaded, history=history, groups=groups, history_groups=history_groups
+        df,
+        jobs[0].current.loaded,
+        history=history,
+        groups=groups,
+        history_groups=history_groups,
+        keep_input=False,
     )
     bad = rejects["row"].to_numpy(dtype=np.int64)
     good = np.setdiff1d(np.arange(len(df)), bad)
-    ids = line_ids(df).iloc[good].reset_index(drop=True)
+    ids = line_ids(df, good)
     ids["row"] -= starts[groups[good]]  # rows numbered in their own request
-    results = _json_rows(pd.concat([ids, scored[list(SCORE_COLUMNS)].reset_index(drop=True)], axis=1))
+    results = _json_rows(pd.concat([ids, scored], axis=1))
     rej = reject_table(rejects)
     rej["row"] -= starts[groups[bad]]
     rejected = _json_rows(rej)
