@@ -64,11 +64,14 @@ def _texts(s: pd.Series) -> np.ndarray:
     return texts[codes] if len(codes) else np.zeros(0, dtype=object)
 
 
-def line_ids(df: pd.DataFrame, rows: np.ndarray | None = None) -> pd.DataFrame:
+def line_ids(
+    df: pd.DataFrame, rows: np.ndarray | None = None, numbered: np.ndarray | None = None
+) -> pd.DataFrame:
     """`row` (0-based position), `claim_id` and `line_number` as text, one row per line of `df`
-    (`rows`: of those lines only, in that order)."""
+    (`rows`: of those lines only, in that order; `numbered`: their `row` values, if not their
+    positions in `df`)."""
     rows = np.arange(len(df), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    out: dict[str, np.ndarray] = {"row": rows}
+    out: dict[str, np.ndarray] = {"row": rows if numbered is None else np.asarray(numbered, dtype=np.int64)}
     for c in ("claim_id", "line_number"):
         out[c] = _texts(df[c])[rows] if c in df.columns else np.full(len(rows), None, dtype=object)
     return pd.DataFrame(out)

@@ -161,6 +161,8 @@ def score_frame(
     as if in separate calls (`table.separate_groups`), so independent tables can share one.
     `keep_input=False`: the score columns only (the service answers with ids and scores)."""
     v = validate(df, keep_extra=False, date_format=date_format)
+    if groups is not None and _one_group(groups, history_groups if history is not None else None):
+        groups = None  # one group: nothing to keep apart
     lines = v.lines if groups is None else separate_groups(v.lines, np.asarray(groups)[v.rows])
     earlier = None
     if history is not None:
@@ -179,6 +181,14 @@ def score_frame(
     if replaced := [c for c in SCORE_COLUMNS if c in out.columns]:
         out = out.drop(columns=replaced)
     return pd.concat([out, scores], axis=1), v.rejects
+
+
+def _one_group(groups: np.ndarray, history_groups: np.ndarray | None) -> bool:
+    """True when the lines, and the history lines if any, are all of one group."""
+    values = np.asarray(groups)
+    if history_groups is not None:
+        values = np.concatenate([values, np.asarray(history_groups)])
+    return not len(values) or bool((values == values[0]).all())
 
 
 def _output_table(table: pa.Table) -> pa.Table:

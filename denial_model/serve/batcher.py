@@ -149,12 +149,13 @@ def _score_together(jobs: list[_Job]) -> list[Answer]:
     )
     bad = rejects["row"].to_numpy(dtype=np.int64)
     good = np.setdiff1d(np.arange(len(df)), bad)
-    ids = line_ids(df, good)
-    ids["row"] -= starts[groups[good]]  # rows numbered in their own request
+    ids = line_ids(df, good, numbered=good - starts[groups[good]])  # rows numbered in their own request
     results = _json_rows(pd.concat([ids, scored], axis=1))
-    rej = reject_table(rejects)
-    rej["row"] -= starts[groups[bad]]
-    rejected = _json_rows(rej)
+    rejected = []
+    if len(bad):
+        rej = reject_table(rejects)
+        rej["row"] -= starts[groups[bad]]
+        rejected = _json_rows(rej)
     ok_at, bad_at = np.searchsorted(good, starts), np.searchsorted(bad, starts)
     return [
         Answer(
