@@ -64,10 +64,11 @@ class Context:
         codes, uniques = self.factor("hcpcs_code")
         return uniques[codes]
 
-    @cached_property
-    def code_factor(self) -> tuple[np.ndarray, pd.Index]:
-        codes, uniques = pd.factorize(self.code)
-        return codes, pd.Index(uniques)
+    @property
+    def code_factor(self) -> tuple[np.ndarray, np.ndarray]:
+        """(codes, distinct codes) of the lines' HCPCS codes (the validated column's
+        categories: a code no line uses any more costs one lookup, nothing else)."""
+        return self.factor("hcpcs_code")
 
     def per_code(self, mapping: pd.Series, default) -> np.ndarray:
         """Look a per-code value up for every line via the unique codes."""
