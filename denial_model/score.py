@@ -169,7 +169,7 @@ def score_frame(
         h = validate(history, keep_extra=False, date_format=date_format)
         earlier = h.lines if groups is None else separate_groups(h.lines, np.asarray(history_groups)[h.rows])
     if len(v.lines):
-        scored = loaded.scorer.score_lines(lines, earlier)
+        scored = loaded.scorer.score_lines(v.claim_frame() if lines is v.lines else lines, earlier)
         scores = pa.table([scored.columns[c] for c in SCORE_COLUMNS], names=list(SCORE_COLUMNS)).to_pandas()
     else:
         empty = {c: pd.Series(dtype=float if c in NUMBER_COLUMNS else str) for c in SCORE_COLUMNS}

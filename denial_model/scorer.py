@@ -198,9 +198,11 @@ class Scorer:
         """For validated earlier lines: the last day a later line's cross-line rules reach each."""
         return self.rules.evaluate(ClaimFrame(lines)).relevant_until
 
-    def score_lines(self, lines: pd.DataFrame, earlier: pd.DataFrame | None = None) -> Scored:
-        """Score validated lines; `earlier`: look-back lines the cross-line rules read (not scored)."""
-        frame = ClaimFrame(lines)
+    def score_lines(self, lines: pd.DataFrame | ClaimFrame, earlier: pd.DataFrame | None = None) -> Scored:
+        """Score validated lines (a frame, or a ClaimFrame of them: `Validated.claim_frame`);
+        `earlier`: look-back lines the cross-line rules read (not scored)."""
+        frame = lines if isinstance(lines, ClaimFrame) else ClaimFrame(lines)
+        lines = frame.df
         rk = self.rules.evaluate(frame, earlier=earlier)
         attrs = self.features.attribute_columns(frame, rk)
         predictor = self._checked(attrs, (rk.ids, rk.hits))
@@ -225,13 +227,13 @@ class Scorer:
             self.thresholds.high,
             self.features.prior_,
             attrs,
-            lines["payer_id"],
-            lines["hcpcs_code"],
+            frame.column("payer_id"),
+            frame.column("hcpcs_code"),
             after_fixes,
         )
         tier = self.thresholds.tier_index(p)
         hit_codes, hit_text = rk.per_line_codes(RuleResult.hit_ids)
-        billed = lines["billed_amount"].to_numpy(dtype=float)
+        billed = frame.values("billed_amount", float)
         dollars = np.round(p * billed, 2)
         columns = {
             "denial_probability": pa.array(p, pa.float64()),

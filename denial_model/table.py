@@ -137,17 +137,21 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     (categories may include values no row uses any more). Read through the Categorical
     itself (`.array`): the `.cat` accessor builds a Series per attribute."""
     if isinstance(s.dtype, pd.CategoricalDtype):
-        cat = s.array
-        codes = np.asarray(cat.codes, dtype=np.intp)
-        uniques = np.asarray(cat.categories, dtype=object)
-        if len(codes) and codes.min() < 0:
-            codes = np.where(codes < 0, len(uniques), codes)
-            uniques = np.append(uniques, np.nan)
-        return codes, uniques
+        return _factorize_categorical(s.array)
     if len(s) <= SMALL_FACTORIZE and (s.dtype == object or isinstance(s.dtype, pd.StringDtype)):
         return _factorize_small(s.to_numpy(dtype=object))
     codes, uniques = s.factorize(use_na_sentinel=False)
     return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
+
+
+def _factorize_categorical(cat: pd.Categorical) -> tuple[np.ndarray, np.ndarray]:
+    """`_factorize` of a Categorical: its own codes and categories."""
+    codes = np.asarray(cat.codes, dtype=np.intp)
+    uniques = np.asarray(cat.categories, dtype=object)
+    if len(codes) and codes.min() < 0:
+        codes = np.where(codes < 0, len(uniques), codes)
+        uniques = np.append(uniques, np.nan)
+    return codes, uniques
 
 
 def _factorize_small(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -511,6 +515,13 @@ class Validated:
     rejects: pd.DataFrame
     rows_in: int
     rows: np.ndarray  # input position of each row of `lines`
+    # the arrays `lines` was built from, when every row was kept (None otherwise): a
+    # ClaimFrame reads them instead of reading each column back out of `lines`
+    columns: dict[str, object] | None = None
+
+    def claim_frame(self) -> ClaimFrame:
+        """The lines as a ClaimFrame."""
+        return ClaimFrame(self.lines, self.columns)
 
     @property
     def accounted(self) -> bool:
@@ -932,7 +943,8 @@ def validate(
     keep = ~bad_any
     good = lines if keep.all() else lines.iloc[np.flatnonzero(keep)].reset_index(drop=True)
     rows = np.flatnonzero(keep).astype(np.int64) + row_offset
-    return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows)
+    kept = {c: normalized[c] for c in out.columns} if keep.all() else None
+    return Validated(lines=good, rejects=rejects, rows_in=n, rows=rows, columns=kept)
 
 
 def _shown(value: str, width: int = 60) -> str:
@@ -992,10 +1004,13 @@ class ClaimFrame:
     value, not per row: `pd.factorize` maps the many rows onto the few distinct strings.
     """
 
-    def __init__(self, lines: pd.DataFrame):
+    def __init__(self, lines: pd.DataFrame, columns: dict[str, object] | None = None):
+        """`columns`: the arrays (or Categoricals, or Series) `lines` was built from, by name
+        (`Validated.columns`), read instead of `lines`' columns."""
         self.df = lines
         self.n = len(lines)
         self._read: dict[tuple, object] = {}
+        self._source = columns or {}
 
     # Columns are read through these, each once per table: a pandas column access builds a new
     # Series every time (25-60 us, more than a claim's whole rule), and the rules and features
@@ -1012,14 +1027,23 @@ class ClaimFrame:
         """Column `name` as a read-only NumPy array (`dtype`: as `Series.to_numpy`'s)."""
         key = ("values", name, dtype)
         if key not in self._read:
-            self._read[key] = _read_only(self.column(name).to_numpy(dtype=dtype))
+            source = self._source.get(name)
+            if isinstance(source, np.ndarray) and (dtype is None or source.dtype == dtype):
+                values = source.view()  # a view: read-only here, the source stays as it was
+            else:
+                values = self.column(name).to_numpy(dtype=dtype)
+            self._read[key] = _read_only(values)
         return self._read[key]
 
     def factor(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(codes, distinct values) of column `name` (`_factorize`), read-only."""
         key = ("factor", name)
         if key not in self._read:
-            codes, uniques = _factorize(self.column(name))
+            source = self._source.get(name)
+            if isinstance(source, pd.Categorical):
+                codes, uniques = _factorize_categorical(source)
+            else:
+                codes, uniques = _factorize(self.column(name))
             self._read[key] = (_read_only(codes), _read_only(uniques))
         return self._read[key]
 

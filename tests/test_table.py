@@ -259,3 +259,37 @@ def test_a_huge_bad_value_is_quoted_short_in_the_reason():
     raw.loc[0, "modifiers"] = ";".join(["ZZ"] * 5000)
     reason = validate(raw).rejects.loc[0, "reason"]
     assert len(reason) < 300 and "characters)" in reason
+
+
+@pytest.mark.parametrize("form", ["frame", "json", "text", "arrow"])
+def test_a_claim_frame_reads_the_validated_arrays_as_it_would_read_the_columns(form):
+    """`Validated.claim_frame` reads the arrays the lines were built from instead of the
+    frame's columns: every column's values and factor are the same either way."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    from denial_model.simulate import SimConfig, simulate
+    from denial_model.table import INPUT_COLUMNS, ClaimFrame, frame_from_arrow
+
+    base = simulate(SimConfig(lines=300, seed=4))[list(INPUT_COLUMNS)]
+    df = {
+        "frame": lambda: base,
+        "json": lambda: pd.DataFrame(json.loads(base.to_json(orient="records", date_format="iso"))),
+        "text": lambda: base.astype(str),
+        "arrow": lambda: frame_from_arrow(pa.Table.from_pandas(base, preserve_index=False)),
+    }[form]()
+    v = validate(df, keep_extra=False)
+    assert v.columns is not None
+    read, given = ClaimFrame(v.lines), v.claim_frame()
+    for col in v.lines.columns:
+        for dtype in (None, float) if v.lines[col].dtype.kind in "fi" else (None,):
+            a, b = read.values(col, dtype), given.values(col, dtype)
+            assert a.dtype == b.dtype, col
+            np.testing.assert_array_equal(a, b)
+        (ca, ua), (cb, ub) = read.factor(col), given.factor(col)
+        np.testing.assert_array_equal(ca, cb)
+        assert ua.dtype == ub.dtype and pd.Series(ua).equals(pd.Series(ub)), col
+    rejected = validate(pd.concat([df, df.head(1).assign(units="x")], ignore_index=True))
+    assert rejected.columns is None  # a row rejected: the frame's own columns are read
