@@ -189,7 +189,7 @@ def log_training(
         # the digest the registry vouches for: `load_registered` checks the file against it
         client.set_model_version_tag(registered_model, version, DIGEST_TAG, manifest["sha256"])
         step("MLflow: champion or not (both models on the same test lines)")
-        decision = _champion(mlflow, client, registered_model, version, test, y, p)
+        decision = _champion(mlflow, client, registered_model, version, test, y, p, tracking_uri)
         mlflow.set_tags({"champion_decision": decision["decision"], "model_version": version})
         if decision.get("champion_log_loss") is not None:
             mlflow.log_metrics(
@@ -265,7 +265,14 @@ def _input_example() -> pd.DataFrame:
 
 
 def _champion(
-    mlflow, client, name: str, version: str, test: pd.DataFrame, y: np.ndarray, p: np.ndarray
+    mlflow,
+    client,
+    name: str,
+    version: str,
+    test: pd.DataFrame,
+    y: np.ndarray,
+    p: np.ndarray,
+    tracking_uri: str | None,
 ) -> dict:
     from mlflow.exceptions import MlflowException
     from sklearn.metrics import log_loss
@@ -284,7 +291,11 @@ def _champion(
             "champion_log_loss": None,
         }
     champ = float(
-        log_loss(y, np.clip(_champion_proba(mlflow, name, test), 1e-6, 1 - 1e-6), labels=[False, True])
+        log_loss(
+            y,
+            np.clip(_champion_proba(mlflow, name, test, tracking_uri), 1e-6, 1 - 1e-6),
+            labels=[False, True],
+        )
     )
     moved = cand < champ
     if moved:
@@ -296,13 +307,13 @@ def _champion(
     return {"decision": text, "champion_moved": moved, "candidate_log_loss": cand, "champion_log_loss": champ}
 
 
-def _champion_proba(mlflow, name: str, test: pd.DataFrame) -> np.ndarray:
+def _champion_proba(mlflow, name: str, test: pd.DataFrame, tracking_uri: str | None) -> np.ndarray:
     """The current champion's P(denied) on the test lines. A champion registered by 0.3 or
     earlier (scikit-learn flavor, no digest tag) is read as that release read it, for this
     comparison only: serving it needs `load_registered`, which refuses it."""
     ref = f"models:/{name}@{CHAMPION}"
     try:
-        return load_registered(ref).predict_proba(test)
+        return load_registered(ref, tracking_uri).predict_proba(test)
     except LegacyRegistration:
         return mlflow.sklearn.load_model(ref).predict_proba(test)[:, 1]
 
