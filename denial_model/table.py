@@ -993,8 +993,10 @@ def rejects_table(rejects: pd.DataFrame, rows: np.ndarray) -> pa.Table:
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
+    """A read-only view of `a` (`a` itself, maybe pandas' own data, keeps its flags)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 class ClaimFrame:
@@ -1029,7 +1031,7 @@ class ClaimFrame:
         if key not in self._read:
             source = self._source.get(name)
             if isinstance(source, np.ndarray) and (dtype is None or source.dtype == dtype):
-                values = source.view()  # a view: read-only here, the source stays as it was
+                values = source
             else:
                 values = self.column(name).to_numpy(dtype=dtype)
             self._read[key] = _read_only(values)
