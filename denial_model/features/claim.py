@@ -41,7 +41,7 @@ from denial_model.features.history import (
 )
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, denied_labels, validate
+from denial_model.table import ClaimFrame, _categorical_of, denied_labels, validate
 
 
 class FeatureColumns(dict):
@@ -313,7 +313,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             codes, names = attrs[c]
             dtype, position = self._level_lookup(c)
             lut = np.array([position.get(v, -1) for v in names] + [-1], dtype=np.intp)  # per distinct value
-            out[c] = pd.Categorical.from_codes(lut[codes], dtype=dtype)
+            out[c] = _categorical_of(lut[codes], dtype.categories)  # codes valid by construction
         sub = frame.days("submission_date")
         groups = getattr(self, "groups_", ())
         recent, keys = {}, {}
