@@ -1057,12 +1057,16 @@ class ClaimFrame:
             self._read[key] = _read_only(days)
         return self._read[key]
 
-    def per_value(self, name: str, fn: Callable[[object], float]) -> np.ndarray:
-        """float `fn(value)` of every line of column `name`, computed per distinct value."""
+    def per_value(self, name: str, fn: Callable[[object], object], dtype: type = float) -> np.ndarray:
+        """`fn(value)` of every line of column `name` (as `dtype`), computed per distinct value."""
         codes, uniques = self.factor(name)
         if not self.n:
-            return np.zeros(0)
-        return np.fromiter((fn(u) for u in uniques), dtype=float, count=len(uniques))[codes]
+            return np.zeros(0, dtype=dtype)
+        return np.fromiter((fn(u) for u in uniques), dtype=dtype, count=len(uniques))[codes]
+
+    def filled(self, name: str) -> np.ndarray:
+        """1.0 where text column `name` is filled in, 0.0 where it is empty."""
+        return self.per_value(name, lambda u: u != "")
 
     @cached_property
     def modifier_matrix(self) -> np.ndarray:
@@ -1076,9 +1080,8 @@ class ClaimFrame:
 
     def has_modifier(self, modifiers: list[str] | tuple[str, ...]) -> np.ndarray:
         """True where the line carries any of `modifiers`."""
-        codes, uniques = self.factor("modifiers")
-        hit = np.array([bool(set(str(u).split(";")) & set(modifiers)) for u in uniques], dtype=bool)
-        return hit[codes] if self.n else np.zeros(0, bool)
+        wanted = set(modifiers)
+        return self.per_value("modifiers", lambda u: bool(set(str(u).split(";")) & wanted), bool)
 
     @cached_property
     def diagnosis_long(self) -> tuple[np.ndarray, np.ndarray]:
@@ -1096,10 +1099,10 @@ class ClaimFrame:
 
     def diagnosis_matches(self, prefixes: list[str]) -> np.ndarray:
         """True where any diagnosis of the line starts with any of `prefixes`."""
-        codes, uniques = self.factor("diagnosis_codes")
         pre = tuple(prefixes)
-        hit = np.array([any(c.startswith(pre) for c in str(u).split(";")) for u in uniques], dtype=bool)
-        return hit[codes] if self.n else np.zeros(0, bool)
+        return self.per_value(
+            "diagnosis_codes", lambda u: any(c.startswith(pre) for c in str(u).split(";")), bool
+        )
 
     @cached_property
     def documentation_mask(self) -> np.ndarray:
@@ -1116,7 +1119,7 @@ class ClaimFrame:
 
     @cached_property
     def documentation_unknown(self) -> np.ndarray:
-        return self.per_value("documentation", lambda u: u == DOC_UNKNOWN).astype(bool)
+        return self.per_value("documentation", lambda u: u == DOC_UNKNOWN, bool)
 
     @cached_property
     def is_jw(self) -> np.ndarray:

@@ -152,11 +152,6 @@ NUMERIC = (
 )
 
 
-def _given(value: object) -> float:
-    """1.0 for a text field that is filled in, 0.0 for an empty one."""
-    return float(value != "")
-
-
 def _popcount(mask: np.ndarray, bits: int = 16) -> np.ndarray:
     return sum(((mask >> i) & 1) for i in range(bits)).astype(float)
 
@@ -361,9 +356,9 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             "n_documentation": np.where(
                 frame.documentation_unknown, -1.0, _popcount(frame.documentation_mask)
             ),
-            "has_ndc": frame.per_value("ndc", _given),
-            "has_prior_auth": frame.per_value("prior_auth_number", _given),
-            "has_description": frame.per_value("drug_description", _given),
+            "has_ndc": frame.filled("ndc"),
+            "has_prior_auth": frame.filled("prior_auth_number"),
+            "has_description": frame.filled("drug_description"),
         }
         for m in ("JW", "JZ", "25", "59"):
             num[f"mod_{m.lower()}"] = frame.has_modifier([m]).astype(float)

@@ -85,7 +85,7 @@ def claim_context(frame: ClaimFrame, result: RuleResult) -> dict[str, np.ndarray
         return np.bincount(claim, weights=values.astype(float), minlength=n_claims)[claim]
 
     drug = result.drug_line.astype(float)
-    has_pa = frame.per_value("prior_auth_number", lambda u: u != "")
+    has_pa = frame.filled("prior_auth_number")
     out = {
         "claim_lines": total(np.ones(frame.n)),
         "claim_other_drug_lines": total(drug) - drug,
