@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from denial_model.groups import UNFIXABLE_CATEGORIES
 from denial_model.rules.engine import RuleResult
-from denial_model.rules.kinds import KINDS
+from denial_model.rules.kinds import KINDS, LineEdits
 
 if TYPE_CHECKING:
     from denial_model.features.claim import FeatureColumns
@@ -117,10 +117,11 @@ def repaired(lines: pd.DataFrame, result: RuleResult, rows: np.ndarray, rules: n
     sub = lines.iloc[take].reset_index(drop=True)
     at = np.searchsorted(take, rows[can])
     policies = {pol.name: pol for pol in pack.policies}
+    edits = LineEdits(sub)
     for j in np.unique(rules[can]):
         rule = result.rules[j]
-        KINDS[rule.kind].repairs(sub, at[rules[can] == j], rule.params, policies.get(rule.policy))
-    return sub, take
+        KINDS[rule.kind].repairs(edits, at[rules[can] == j], rule.params, policies.get(rule.policy))
+    return edits.frame(), take
 
 
 def _join_per_line(n: int, rows: np.ndarray, pieces: pa.Array) -> pa.Array:

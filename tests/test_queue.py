@@ -24,7 +24,7 @@ from denial_model.groups import (
 from denial_model.jobs import run_training
 from denial_model.queue import QUEUE_COLUMNS, build_queue
 from denial_model.rules.engine import evaluate
-from denial_model.rules.kinds import KINDS
+from denial_model.rules.kinds import KINDS, LineEdits
 from denial_model.samples import claim_for_rule, clean_claim
 from denial_model.score import score_frame
 from denial_model.simulate import SimConfig, simulate
@@ -127,11 +127,12 @@ def test_all_fixes_together_equals_scoring_the_whole_batch_corrected(trained, pa
     lines = validate(batch).lines
     rk = evaluate(ClaimFrame(lines), pack)
     policies = {p.name: p for p in pack.policies}
-    fixed = lines.copy()
+    edits = LineEdits(lines.copy())
     for j, rule in enumerate(rk.rules):  # rule by rule, as scoring applies them
         repair = KINDS[rule.kind].repairs
         if repair is not None and rule.category not in UNFIXABLE_CATEGORIES and rk.hits[:, j].any():
-            repair(fixed, np.flatnonzero(rk.hits[:, j]), rule.params, policies.get(rule.policy))
+            repair(edits, np.flatnonzero(rk.hits[:, j]), rule.params, policies.get(rule.policy))
+    fixed = edits.frame()
     second, _ = score_frame(fixed, loaded)
     left = evaluate(ClaimFrame(fixed), pack)
     repairable = np.array(

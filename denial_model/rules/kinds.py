@@ -29,9 +29,9 @@ import pandas as pd
 from denial_model.errors import PackError
 from denial_model.reference import billable_example, icd10_billable
 from denial_model.rules.context import Context
-from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _categorical_of, _factorize
+from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _categorical_of
 
-__all__ = ["KINDS", "CheckKind", "Param", "kind"]
+__all__ = ["KINDS", "CheckKind", "LineEdits", "Param", "kind"]
 
 # ----------------------------------------------------------------------------- parameter validators
 
@@ -89,12 +89,12 @@ def regex(v: Any) -> bool:
 
 Check = Callable[[Context, dict, np.ndarray], np.ndarray]
 Breaker = Callable[[pd.DataFrame, dict], pd.DataFrame]
-# A repair corrects the flagged lines of a table in place (`lines`: text columns as objects,
-# `rows`: the positions of the lines the rule flagged; the rule's params and the pack's
+# A repair corrects the flagged lines of a table (`edits`: a `LineEdits` over the validated
+# lines, `rows`: the positions of the lines the rule flagged; the rule's params and the pack's
 # policies say how): what the claim looks like once the finding's fix is made, for
 # re-scoring it (`Scorer.after_fixes`). Kinds without one (a dose, an NDC, a diagnosis, which
 # only the chart can tell) are corrected at the feature level.
-Repair = Callable[[pd.DataFrame, np.ndarray, dict, Any], None]
+Repair = Callable[["LineEdits", np.ndarray, dict, Any], None]
 
 
 @dataclass(frozen=True)
@@ -174,65 +174,91 @@ def _join_mods(*mods: str) -> str:
     return ";".join(m for m in mods if m)
 
 
-def _listed(values: pd.Series, add: list[str] = (), drop: list[str] = ()) -> np.ndarray:
+def _listed(values: np.ndarray, add: list[str] = (), drop: list[str] = ()) -> np.ndarray:
     """';'-lists with `add` appended (when absent) and `drop` taken out, per distinct list."""
 
     def edit(text: str) -> str:
         items = [x for x in str(text).split(";") if x and x not in drop]
         return ";".join([*items, *(a for a in add if a not in items)])
 
-    codes, uniques = _factorize(values)
-    used = np.unique(codes)  # a categorical slice keeps every category: edit the ones used
-    edited = np.empty(len(uniques), dtype=object)
-    edited[used] = [edit("" if u is np.nan or pd.isna(u) else u) for u in uniques[used]]
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    edited = np.array([edit("" if pd.isna(u) else u) for u in uniques], dtype=object)
     return edited[codes]
 
 
-def _write(lines: pd.DataFrame, rows: np.ndarray, column: str, values: Any) -> None:
-    """Write repaired values at positions `rows` in the validated form scoring reads (a
-    categorical column gets new values as categories, its codes set directly), so a
-    corrected claim is scored without validating again."""
-    col = lines[column]
-    if not isinstance(col.dtype, pd.CategoricalDtype):
-        lines.iloc[rows, lines.columns.get_loc(column)] = values
-        return
-    values = np.broadcast_to(np.asarray(values, dtype=object), (len(rows),))
-    cats = col.array.categories
-    distinct, inverse = np.unique(values.astype(str), return_inverse=True)
-    pos = cats.get_indexer(pd.Index(distinct, dtype=object))
-    if (pos < 0).any():  # values not yet categories: appended (distinct, so no check is needed)
-        pos[pos < 0] = len(cats) + np.arange(int((pos < 0).sum()))
-        cats = cats.append(pd.Index(distinct[pos >= len(cats)], dtype=cats.dtype))
-    codes = np.array(col.array.codes)
-    codes[rows] = pos[inverse.reshape(-1)]
-    lines[column] = pd.Series(_categorical_of(codes, cats), index=lines.index)
+class LineEdits:
+    """The repairs of one table, gathered: each repaired column is edited as an array of
+    values and written back once, in the validated form scoring reads (a categorical column
+    gets new values as categories, its codes set directly), so a corrected claim is scored
+    without validating again. Repairs see each other's edits, in the order they are made."""
+
+    def __init__(self, lines: pd.DataFrame):
+        self.lines = lines
+        self._values: dict[str, np.ndarray] = {}
+        self._changed: dict[str, np.ndarray] = {}
+
+    def _column(self, column: str) -> np.ndarray:
+        if column not in self._values:
+            self._values[column] = self.lines[column].to_numpy(dtype=object, copy=True)
+            self._changed[column] = np.zeros(len(self.lines), dtype=bool)
+        return self._values[column]
+
+    def get(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """The column's values at `rows`, with the edits made so far."""
+        return self._column(column)[rows]
+
+    def set(self, column: str, rows: np.ndarray, values: Any) -> None:
+        self._column(column)[rows] = values
+        self._changed[column][rows] = True
+
+    def frame(self) -> pd.DataFrame:
+        """The lines with every edit written (the frame given, changed in place)."""
+        for column, values in self._values.items():
+            rows = np.flatnonzero(self._changed[column])
+            if len(rows):
+                self._write(column, rows, values[rows])
+        return self.lines
+
+    def _write(self, column: str, rows: np.ndarray, values: np.ndarray) -> None:
+        col = self.lines[column]
+        if not isinstance(col.dtype, pd.CategoricalDtype):
+            self.lines.iloc[rows, self.lines.columns.get_loc(column)] = values
+            return
+        cats = col.array.categories
+        distinct, inverse = np.unique(values.astype(str), return_inverse=True)
+        pos = cats.get_indexer(pd.Index(distinct, dtype=object))
+        if (pos < 0).any():  # values not yet categories: appended (distinct, so no check is needed)
+            pos[pos < 0] = len(cats) + np.arange(int((pos < 0).sum()))
+            cats = cats.append(pd.Index(distinct[pos >= len(cats)], dtype=cats.dtype))
+        codes = np.array(col.array.codes)
+        codes[rows] = pos[inverse.reshape(-1)]
+        self.lines[column] = pd.Series(_categorical_of(codes, cats), index=self.lines.index)
 
 
 def _repair_list(column: str, key: str, adding: bool, first_only: bool = False) -> Repair:
-    def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
+    def repair(edits: LineEdits, rows: np.ndarray, p: dict, policy) -> None:
         items = p[key][:1] if first_only else p[key]
-        current = lines[column].iloc[rows]
-        edited = _listed(current, add=items) if adding else _listed(current, drop=items)
-        _write(lines, rows, column, edited)
+        current = edits.get(column, rows)
+        edits.set(column, rows, _listed(current, add=items) if adding else _listed(current, drop=items))
 
     return repair
 
 
 def _repair_set(column: str, value: Callable[[dict], Any]) -> Repair:
-    def repair(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
-        _write(lines, rows, column, value(p))
+    def repair(edits: LineEdits, rows: np.ndarray, p: dict, policy) -> None:
+        edits.set(column, rows, value(p))
 
     return repair
 
 
-def _repair_code(lines: pd.DataFrame, rows: np.ndarray, p: dict, policy) -> None:
+def _repair_code(edits: LineEdits, rows: np.ndarray, p: dict, policy) -> None:
     """A drug billed under its document's wrong code goes under the policy's official code,
     or the code it is billed as when it has none of its own (anakinra: J3590); units that
     then disagree with the dose are the units rule's finding, fixed with it."""
     code = getattr(getattr(policy, "official_code", None), "code", None)
     code = code or next(iter(getattr(policy, "billed_as", None) or []), None)
     if code and code not in p["codes"]:  # else the right code is another policy's: a coder's call
-        _write(lines, rows, "hcpcs_code", code)
+        edits.set("hcpcs_code", rows, code)
 
 
 # what a corrected claim carries where a prior authorization was obtained (any non-empty number)
