@@ -1032,6 +1032,9 @@ class ClaimFrame:
             source = self._source.get(name)
             if isinstance(source, np.ndarray) and (dtype is None or source.dtype == dtype):
                 values = source
+            elif isinstance(source, pd.Categorical) and dtype is None and source.categories.dtype == object:
+                codes, uniques = self.factor(name)  # the categories by code, as pandas would give them
+                values = uniques[codes]
             else:
                 values = self.column(name).to_numpy(dtype=dtype)
             self._read[key] = _read_only(values)

@@ -198,10 +198,15 @@ def evaluate(
         wide = Context(ClaimFrame(concat_lines([earlier, frame.df])), pack, ref)
     hits = np.zeros((frame.n, len(pack.rules)), dtype=bool, order="F")  # column writes stay contiguous
     until = np.full(frame.n, -1, dtype=np.int64)
+    masks: dict[tuple[str, bool], np.ndarray] = {}  # many rules share their selectors
     for j, rule in enumerate(pack.rules):
         kind = KINDS[rule.kind]
         c = wide if kind.cross_line else ctx
-        mask = applies_mask(rule, c)
+        key = (rule.selector, c is wide)
+        if key not in masks:
+            masks[key] = applies_mask(rule, c)
+            masks[key].flags.writeable = False
+        mask = masks[key]
         if mask.any():
             hit = mask & kind.check(c, rule.params, mask)
             hits[:, j] = hit[c.n - frame.n :]

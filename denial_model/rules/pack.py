@@ -13,9 +13,11 @@ place a kind's parameters are declared). The format is documented in docs/rule-p
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,11 @@ class Rule:
     policy: str | None = None
     note: str | None = None
     file: str = ""
+
+    @cached_property
+    def selector(self) -> str:
+        """`applies_to` as one key: rules with the same key apply to the same lines."""
+        return json.dumps(self.applies_to, sort_keys=True, default=str)
 
     def to_dict(self) -> dict[str, Any]:
         return {
