@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from denial_model.groups import UNFIXABLE_CATEGORIES
-from denial_model.rules.engine import RuleResult
+from denial_model.rules.engine import RuleResult, per_rules
 from denial_model.rules.kinds import KINDS, LineEdits
 
 if TYPE_CHECKING:
@@ -76,11 +76,25 @@ def counterfactuals(predictor, prepared, result: RuleResult, raw: np.ndarray) ->
     return Findings(row=row[by_line], rule=rule[by_line], after=after[by_line])
 
 
+def _fixable(rules) -> np.ndarray:
+    return np.array([r.category not in UNFIXABLE_CATEGORIES for r in rules], dtype=bool)
+
+
+def _reason_texts(rules) -> pa.Array:
+    return pa.array(
+        [f"{r.id} ({r.carc}{'/' + r.remark if r.remark else ''}): {r.message}" for r in rules], pa.string()
+    )
+
+
+def _fix_texts(rules) -> pa.Array:
+    return pa.array([r.fix.rstrip(". ") + ": " for r in rules], pa.string())
+
+
 def fixable_pairs(result: RuleResult) -> tuple[np.ndarray, np.ndarray]:
     """The (line, fired rule) pairs whose finding a change to the claim can cure (all but
     `groups.UNFIXABLE_CATEGORIES`), sorted by line."""
     rows, rules = result.pairs
-    fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in result.rules], dtype=bool)
+    fixable = per_rules(result.rules, "fixable", _fixable)
     keep = fixable[rules] if len(rules) else np.zeros(0, dtype=bool)
     return rows[keep], rules[keep]
 
@@ -140,7 +154,7 @@ def _fixes(
     other fixes carry their feature-level counterfactual. A fix that does not lower the
     probability as shown ("1.00 -> 1.00") is not offered."""
     rows, rule, after = findings.row, findings.rule, np.array(findings.after, dtype=float, copy=True)
-    fixable = np.array([r.category not in UNFIXABLE_CATEGORIES for r in result.rules], dtype=bool)[rule]
+    fixable = per_rules(result.rules, "fixable", _fixable)[rule]
     count = np.bincount(rows[fixable], minlength=len(p))
     single = fixable & (count[rows] == 1)
     after[single] = after_fixes[rows[single]]
@@ -187,11 +201,8 @@ def reasons_and_fixes(
     reason; `payer` and `code` name the line's payer and code; `after_fixes` the probability
     with all of a line's fixable findings corrected (`Scorer.after_fixes`), see `_fixes`."""
     n = len(p)
-    rules = result.rules
-    what = pa.array(
-        [f"{r.id} ({r.carc}{'/' + r.remark if r.remark else ''}): {r.message}" for r in rules], pa.string()
-    )
-    how = pa.array([r.fix.rstrip(". ") + ": " for r in rules], pa.string())
+    what = per_rules(result.rules, "reason_texts", _reason_texts)
+    how = per_rules(result.rules, "fix_texts", _fix_texts)
     rows, rule = findings.row, findings.rule
     reason_pieces = what.take(pa.array(rule))
     fix_rows, fix_pieces = _fixes(findings, result, p, how, p if after_fixes is None else after_fixes)

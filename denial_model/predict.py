@@ -68,6 +68,7 @@ class _Binned:
         enc = hgb._preprocessor.named_transformers_["encoder"]
         self.encoder_categories = [np.asarray(c, dtype=object) for c in enc.categories_]
         self.lookups: dict[tuple[str, int], tuple[pd.Index, np.ndarray]] = {}
+        self.plans: dict[int, tuple[object, tuple]] = {}  # `_plan` per binary-names object
         mapper = hgb._bin_mapper
         self.missing_bin = mapper.missing_values_bin_idx_
         self.thresholds = [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
@@ -172,12 +173,10 @@ class _Binned:
         (the rule hits): they are binned by lookup instead of being read back from `X`."""
         rows = X.n if isinstance(X, FeatureColumns) else len(X)
         out = np.empty((rows, len(self.columns)), dtype=np.uint8, order="F")
-        done: set[str] = set()
+        pos, lo, hi, block, wanted = self._plan(None if binary is None else binary[0])
         if binary is not None:
-            names, values = binary
-            pos = np.array([self.position[f] for f in names], dtype=np.int64)
-            lo, hi = self.zero_bins[pos], self.one_bins[pos]
-            if len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))):
+            values = binary[1]
+            if block:
                 dest = out[:, pos[0] : pos[0] + len(pos)]  # the rule columns are one block: write in place
                 if not lo.any() and (hi == 1).all():  # bins 0 and 1: the hits as they are
                     src = values.view(np.uint8) if values.dtype == bool else values
@@ -188,9 +187,7 @@ class _Binned:
                         dest += lo
             else:
                 out[:, pos] = np.where(values, hi, lo)
-            done = set(names)
         out[:, self.unused] = 0  # no tree splits on them: their bins cannot matter
-        wanted = [k for k in self.used if self.columns[k] not in done]
         for k in (k for k in wanted if k < len(self.cat_cols)):
             out[:, k] = self._bins(k, self._codes(k, X[self.columns[k]]))
         numeric = [k for k in wanted if k >= len(self.cat_cols)]
@@ -202,6 +199,23 @@ class _Binned:
             for j, k in enumerate(numeric):
                 out[:, k] = self._bins(k, values[:, j])
         return out
+
+    def _plan(self, names) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, list[int]]:
+        """For `prepare` given the binary features `names` (or None): their columns, their
+        bins for 0 and 1, whether the columns are one block, and the used columns left to
+        read from `X`. Built once per names object (a rule pack's ids: the same tuple every
+        call), kept with it so its identity is not reused."""
+        got = self.plans.get(id(names))
+        if got is None or got[0] is not names:
+            if len(self.plans) >= MAX_LOOKUPS:
+                self.plans.clear()
+            pos = np.array([self.position[f] for f in names or ()], dtype=np.int64)
+            block = bool(len(pos)) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
+            done = set(names or ())
+            wanted = [k for k in self.used if self.columns[k] not in done]
+            plan = (pos, self.zero_bins[pos], self.one_bins[pos], block, wanted)
+            got = self.plans[id(names)] = (names, plan)
+        return got[1]
 
     def _threads(self, rows: int) -> int:
         return self.n_threads if rows >= PARALLEL_ROWS else 1

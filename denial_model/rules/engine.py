@@ -21,7 +21,7 @@ from denial_model.rules.kinds import KINDS
 from denial_model.rules.pack import CATEGORIES, Rule, RulePack, load_pack
 from denial_model.table import ClaimFrame, concat_lines
 
-__all__ = ["RuleResult", "applies_mask", "evaluate"]
+__all__ = ["RuleResult", "applies_mask", "evaluate", "per_rules"]
 
 
 # ---------------------------------------------------------------------------- selectors
@@ -62,6 +62,37 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- results
 
+# A pack's rules never change once loaded (a tuple of frozen rules), and scoring a claim
+# reads the same facts of them (ids, categories, severities) many times: built once per
+# rule tuple, kept with the tuple itself (so its identity is not reused).
+MAX_RULE_FACTS = 256
+_RULE_FACTS: dict[tuple[int, str], tuple[tuple[Rule, ...], object]] = {}
+
+
+def per_rules(rules: tuple[Rule, ...], name: str, build: Callable[[tuple[Rule, ...]], object]):
+    """`build(rules)`, computed once per rule tuple and `name` (a list is built every time:
+    it could change). Arrays come back read-only: they are shared."""
+    if not isinstance(rules, tuple):
+        return build(rules)
+    key = (id(rules), name)
+    got = _RULE_FACTS.get(key)
+    if got is None or got[0] is not rules:
+        if len(_RULE_FACTS) >= MAX_RULE_FACTS:
+            _RULE_FACTS.clear()
+        value = build(rules)
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+        got = _RULE_FACTS[key] = (rules, value)
+    return got[1]
+
+
+def _category_columns(rules: tuple[Rule, ...]) -> list[tuple[int, list[int]]]:
+    return [
+        (k, cols)
+        for k, cat in enumerate(CATEGORIES)
+        if (cols := [i for i, r in enumerate(rules) if r.category == cat])
+    ]
+
 
 @dataclass
 class RuleResult:
@@ -76,8 +107,8 @@ class RuleResult:
     drug_line: np.ndarray | None = None  # (n,) bool: the line bills a drug (Context.is_drug_line)
 
     @property
-    def ids(self) -> list[str]:
-        return [r.id for r in self.rules]
+    def ids(self) -> tuple[str, ...]:
+        return per_rules(self.rules, "ids", lambda rules: tuple(r.id for r in rules))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.hits, columns=self.ids)
@@ -162,10 +193,8 @@ class RuleResult:
     def categories(self) -> np.ndarray:
         """(n, len(CATEGORIES)) bool: any rule of the category fired on the line."""
         out = np.zeros((len(self.hits), len(CATEGORIES)), dtype=bool)
-        for k, cat in enumerate(CATEGORIES):
-            cols = [i for i, r in enumerate(self.rules) if r.category == cat]
-            if cols:
-                out[:, k] = self.hits[:, cols].any(axis=1)
+        for k, cols in per_rules(self.rules, "category_columns", _category_columns):
+            out[:, k] = self.hits[:, cols].any(axis=1)
         return out
 
     def category_hits(self) -> pd.DataFrame:
@@ -173,8 +202,10 @@ class RuleResult:
         return pd.DataFrame(self.categories, columns=list(CATEGORIES))
 
     def deny_hit(self) -> np.ndarray:
-        cols = [i for i, r in enumerate(self.rules) if r.severity == "deny"]
-        return self.hits[:, cols].any(axis=1)
+        deny = per_rules(
+            self.rules, "deny", lambda rules: np.array([r.severity == "deny" for r in rules], bool)
+        )
+        return self.hits[:, deny].any(axis=1)
 
 
 def evaluate(
