@@ -183,7 +183,26 @@ def _categorical(codes: np.ndarray, categories: np.ndarray) -> pd.Categorical:
     """Categorical from codes (-1: missing) and categories known to be distinct and non-null
     (they come from a factorize), without pandas checking them again: that check hashes every
     category, which for ids costs more than the work it guards."""
-    return _categorical_of(codes, pd.Index(categories, dtype=object))
+    return _categorical_of(codes, _categories_index(categories))
+
+
+# A claim's columns hold a few values, mostly the same codes, payers and places as the last
+# claim's: their categories Index (an immutable object pandas shares between Categoricals) is
+# built once per distinct list of a few values, not once per column per call.
+_INDEX_MEMO: dict[tuple, pd.Index] = {}
+INDEX_MEMO_SIZE = 4096  # ids make new lists every claim: bounded (a few MB)
+
+
+def _categories_index(categories: np.ndarray) -> pd.Index:
+    if len(categories) > SMALL_FACTORIZE:
+        return pd.Index(categories, dtype=object)
+    key = tuple((type(c), c) for c in categories.tolist())  # 1, 1.0 and '1' apart
+    index = _INDEX_MEMO.get(key)
+    if index is None:
+        if len(_INDEX_MEMO) >= INDEX_MEMO_SIZE:
+            _INDEX_MEMO.clear()
+        index = _INDEX_MEMO[key] = pd.Index(categories, dtype=object)
+    return index
 
 
 def _categorical_of(codes: np.ndarray, cats: pd.Index) -> pd.Categorical:

@@ -134,6 +134,7 @@ EXPECTED = ("hist_payer_findings_any", "hist_provider_excess", "hist_provider_ex
 # category, a provider's rate on clean lines (its quality no rule sees)
 FINDING_ENTITIES = {"payer": "payer_id", "provider": "provider_npi"}
 CATEGORICAL = ("payer_id", "payer_type", "hcpcs_code", "place_of_service", "drug", "dx_group", "provider_npi")
+_LINE_KINDS = pd.Index(list(LINE_KINDS))  # the line_kind categories, as pandas infers them
 NUMERIC = (
     "units",
     "billed_amount",
@@ -322,9 +323,7 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
             out[f"hist_{name}_lines"] = n.astype(float)
         if "context" in groups:
             out.update(claim_context(frame, result))
-            out["line_kind"] = pd.Categorical.from_codes(
-                line_kinds(frame.column("hcpcs_code"), result.drug_line), categories=list(LINE_KINDS)
-            )
+            out["line_kind"] = _categorical_of(line_kinds(frame, result.drug_line), _LINE_KINDS)
         if "multi_hot" in groups:
             out.update(multi_hot(frame, self.vocabulary_))
         rates = (

@@ -20,11 +20,10 @@ All of it reads the table being scored (never labels) and works per distinct val
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from denial_model.rules.engine import RuleResult
 from denial_model.rules.pack import CATEGORIES
-from denial_model.table import DOCUMENTATION_TOKENS, ClaimFrame, _factorize
+from denial_model.table import DOCUMENTATION_TOKENS, ClaimFrame
 
 __all__ = [
     "CONTEXT_NUMERIC",
@@ -50,11 +49,18 @@ CONTEXT_NUMERIC = (
 )
 
 
-def line_kinds(codes: pd.Series, drug_line: np.ndarray) -> np.ndarray:
+def _code_number(code: object) -> float:
+    """A code as a number (CPT codes are digits), NaN for any other (HCPCS J-codes...)."""
+    try:
+        return float(str(code))
+    except ValueError:
+        return np.nan
+
+
+def line_kinds(frame: ClaimFrame, drug_line: np.ndarray) -> np.ndarray:
     """Index into LINE_KINDS per line: drug where the engine says so, else by CPT range."""
-    f, uniques = _factorize(codes)
-    numeric = pd.to_numeric(pd.Series([str(u) for u in uniques], dtype=object), errors="coerce").to_numpy()
-    per_code = np.select(
+    numeric = frame.per_value("hcpcs_code", _code_number)
+    kind = np.select(
         [
             (numeric >= _ADMINISTRATION[0]) & (numeric <= _ADMINISTRATION[1]),
             (numeric >= _VISIT[0]) & (numeric <= _VISIT[1]),
@@ -62,7 +68,6 @@ def line_kinds(codes: pd.Series, drug_line: np.ndarray) -> np.ndarray:
         [1, 2],
         default=3,
     )
-    kind = per_code[f] if len(f) else np.zeros(0, np.int64)
     return np.where(drug_line, 0, kind)
 
 
