@@ -215,8 +215,15 @@ class Reference:
 def load_reference(folder: str | Path | None = None) -> Reference:
     """Load the three reference tables from `folder` (default: env var, then bundled)."""
     if folder is None:
-        folder = os.environ.get(ENV_REFERENCE_DIR) or bundled_path("reference")
+        folder = os.environ.get(ENV_REFERENCE_DIR)
+        if not folder:
+            return _bundled()  # every rule evaluation asks: no path lookups each time
     return _load(Path(folder).resolve())
+
+
+@cache
+def _bundled() -> Reference:
+    return _load(bundled_path("reference").resolve())
 
 
 @cache

@@ -2,10 +2,13 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from denial_model.rules import evaluate
-from denial_model.rules.kinds import KINDS, CheckKind, Param
+from denial_model.rules.kinds import KINDS, CheckKind, Param, _group_ids_few, _group_ids_many
 from denial_model.rules.pack import Rule
 from denial_model.samples import claim_for_rule
 from denial_model.table import validate
@@ -76,3 +79,25 @@ def test_the_rule_pack_docs_list_every_kind_with_its_parameters():
     for name, k in KINDS.items():
         for param in k.params:
             assert f"`{param}`" in rows[name], (name, param)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 64).flatmap(
+        lambda n: st.lists(
+            st.one_of(
+                st.lists(st.integers(-3, 3), min_size=n, max_size=n).map(lambda v: np.array(v, np.int64)),
+                st.lists(st.sampled_from([0.0, -0.0, 1.5, 2.0, 1e9]), min_size=n, max_size=n).map(np.array),
+                st.lists(st.sampled_from(["a", "b", "", 1, 1.0, True]), min_size=n, max_size=n).map(
+                    lambda v: np.array(v, dtype=object)
+                ),
+                st.lists(st.booleans(), min_size=n, max_size=n).map(np.array),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+)
+def test_a_claims_few_lines_are_grouped_as_the_vectorized_path_groups_them(keys):
+    """The dict path for a few lines numbers the key tuples exactly as the vectorized one."""
+    np.testing.assert_array_equal(_group_ids_few(keys), _group_ids_many(keys))

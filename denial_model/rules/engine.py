@@ -229,16 +229,17 @@ def evaluate(
         wide = Context(ClaimFrame(concat_lines([earlier, frame.df])), pack, ref)
     hits = np.zeros((frame.n, len(pack.rules)), dtype=bool, order="F")  # column writes stay contiguous
     until = np.full(frame.n, -1, dtype=np.int64)
-    masks: dict[tuple[str, bool], np.ndarray] = {}  # many rules share their selectors
+    masks: dict[tuple[str, bool], tuple[np.ndarray, bool]] = {}  # many rules share their selectors
     for j, rule in enumerate(pack.rules):
         kind = KINDS[rule.kind]
         c = wide if kind.cross_line else ctx
         key = (rule.selector, c is wide)
         if key not in masks:
-            masks[key] = applies_mask(rule, c)
-            masks[key].flags.writeable = False
-        mask = masks[key]
-        if mask.any():
+            m = applies_mask(rule, c)
+            m.flags.writeable = False
+            masks[key] = m, bool(m.any())
+        mask, applies = masks[key]
+        if applies:
             hit = mask & kind.check(c, rule.params, mask)
             hits[:, j] = hit[c.n - frame.n :]
             if kind.lookback is not None:

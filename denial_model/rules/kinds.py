@@ -29,7 +29,7 @@ import pandas as pd
 from denial_model.errors import PackError
 from denial_model.reference import billable_example, icd10_billable
 from denial_model.rules.context import Context
-from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, _categorical_of
+from denial_model.table import DOC_BIT, DOCUMENTATION_TOKENS, PAYER_TYPES, SMALL_FACTORIZE, _categorical_of
 
 __all__ = ["KINDS", "CheckKind", "LineEdits", "Param", "kind"]
 
@@ -710,16 +710,34 @@ def _excluded(ctx: Context, p: dict, m: np.ndarray) -> np.ndarray:
 
 
 def _group_ids(*keys: np.ndarray) -> np.ndarray:
-    """One integer per distinct tuple of keys, numbered in order of first appearance
-    (vectorized). Each key becomes small integer codes (an offset for a compact integer
-    range, else a factorize) and the codes are combined a key at a time, so the combined
-    number never exceeds lines x distinct values of one key."""
-    n = len(keys[0]) if keys else 0
+    """One integer per distinct tuple of keys, numbered in order of first appearance."""
+    arrays = [np.asarray(k) for k in keys]
+    n = len(arrays[0]) if arrays else 0
+    if 0 < n <= SMALL_FACTORIZE and not any(a.dtype.kind == "f" and np.isnan(a).any() for a in arrays):
+        return _group_ids_few(arrays)
+    return _group_ids_many(arrays)
+
+
+def _group_ids_few(arrays: list[np.ndarray]) -> np.ndarray:
+    """`_group_ids` of a few lines (a claim): the tuples numbered in a dict, a bounded path
+    (not a row loop) that skips pandas' fixed cost per factorize. NaN, which a dict does not
+    match to itself, takes the vectorized path."""
+    number: dict[tuple, int] = {}
+    tuples = zip(*(a.tolist() for a in arrays), strict=True)
+    return np.fromiter(
+        (number.setdefault(t, len(number)) for t in tuples), dtype=np.int64, count=len(arrays[0])
+    )
+
+
+def _group_ids_many(arrays: list[np.ndarray]) -> np.ndarray:
+    """`_group_ids`, vectorized: each key becomes small integer codes (an offset for a compact
+    integer range, else a factorize) and the codes are combined a key at a time, so the
+    combined number never exceeds lines x distinct values of one key."""
+    n = len(arrays[0]) if arrays else 0
     ids = np.zeros(n, dtype=np.int64)
     if n == 0:
         return ids
-    for key in keys:
-        a = np.asarray(key)
+    for a in arrays:
         if a.dtype.kind in "iub" and int(a.max()) - int(a.min()) <= 4 * n:
             codes = a.astype(np.int64) - int(a.min())
         else:
