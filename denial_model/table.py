@@ -931,11 +931,14 @@ def validate(
     dates in that strftime format (`check_date_format`), e.g. US `%m/%d/%Y`.
     """
     n = len(df)
-    out = df.reset_index(drop=True).set_axis(check_required_columns(df.columns), axis=1)
+    names = check_required_columns(df.columns)
+    numbered = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+    out = df.copy(deep=False) if numbered else df.reset_index(drop=True)  # our own frame to change
+    if names != list(df.columns):
+        out.columns = names
     read = out.pop(READ_PROBLEM) if READ_PROBLEM in out.columns else None
     if not keep_extra and (wanted := [c for c in INPUT_COLUMNS if c in out.columns]) != list(out.columns):
         out = out[wanted]
-    out = out.copy(deep=False)
     for col in OPTIONAL:
         if col not in out.columns:
             out[col] = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[""])
