@@ -144,6 +144,14 @@ def _factorize(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.intp), np.asarray(uniques, dtype=object)
 
 
+def factorize_objects(values: np.ndarray | list) -> tuple[np.ndarray, np.ndarray]:
+    """`_factorize` of an array or list of values (a few without building a Series)."""
+    values = np.asarray(values, dtype=object)
+    if len(values) <= SMALL_FACTORIZE:
+        return _factorize_small(values)
+    return _factorize(pd.Series(values, dtype=object))
+
+
 def _factorize_categorical(cat: pd.Categorical) -> tuple[np.ndarray, np.ndarray]:
     """`_factorize` of a Categorical: its own codes and categories."""
     codes = np.asarray(cat.codes, dtype=np.intp)

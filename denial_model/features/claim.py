@@ -41,7 +41,7 @@ from denial_model.features.history import (
 )
 from denial_model.rules.engine import RuleResult, evaluate
 from denial_model.rules.pack import RulePack, load_pack
-from denial_model.table import ClaimFrame, _categorical_of, denied_labels, validate
+from denial_model.table import ClaimFrame, _categorical_of, denied_labels, factorize_objects, validate
 
 
 class FeatureColumns(dict):
@@ -251,8 +251,8 @@ class ClaimFeatures(TransformerMixin, BaseEstimator):
         out["provider_npi"] = factorized(frame, "provider_npi")
         out["drug"] = factorized(drug)
         dx_codes, dx = factorized(frame, "diagnosis_codes")
-        first3, groups = pd.factorize(pd.Series([d[:3] for d in dx], dtype=object))
-        out["dx_group"] = (np.asarray(first3, dtype=np.int64)[dx_codes], [str(g) for g in groups])
+        first3, groups = factorize_objects([d[:3] for d in dx])
+        out["dx_group"] = (first3.astype(np.int64)[dx_codes], [str(g) for g in groups])
         return out
 
     def _level_lookup(self, c: str) -> tuple[pd.CategoricalDtype, dict]:

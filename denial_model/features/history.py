@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from denial_model.rules.pack import CATEGORIES
-from denial_model.table import ClaimFrame, _factorize
+from denial_model.table import ClaimFrame, factorize_objects
 
 __all__ = [
     "FINDINGS",
@@ -48,7 +48,7 @@ def factorized(values: ClaimFrame | np.ndarray, column: str | None = None) -> tu
     if isinstance(values, ClaimFrame):
         codes, uniques = values.factor(column)
     else:
-        codes, uniques = _factorize(pd.Series(values, dtype=object))
+        codes, uniques = factorize_objects(values)
     return codes, [str(u) for u in uniques]
 
 
