@@ -384,6 +384,10 @@ def _text_cells(s: pd.Series) -> pd.Series:
     """A column whose cells are text once stripped: numbers, dates and booleans written as
     text (row by row, vectorized: they are not text to begin with), lists joined by ';'; a
     column of text (or of mixed values, or categorical) is returned as it is."""
+    if isinstance(s.dtype, pd.StringDtype):  # text already (checked first: the common case)
+        return s
+    if s.dtype == object:
+        return s.map(_joined) if _holds_lists(s) else s  # a list-typed column (Parquet lists)
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.strftime("%Y-%m-%d").fillna("")
     if pd.api.types.is_float_dtype(s):
@@ -393,8 +397,6 @@ def _text_cells(s: pd.Series) -> pd.Series:
         return out.where(s.notna(), "").astype(object)
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype(str).astype(object)
-    if s.dtype == object and _holds_lists(s):
-        return s.map(_joined)  # a list-typed column (Parquet lists): its items ';'-separated
     return s
 
 
@@ -420,8 +422,10 @@ def _stripped_values(values: np.ndarray) -> np.ndarray:
 
 def _holds_lists(s: pd.Series) -> bool:
     """A column whose cells are lists (judged by its first non-missing cell: no row loop)."""
-    present = s.dropna()
-    return bool(len(present)) and isinstance(present.iloc[0], (list, tuple, np.ndarray))
+    values = s.to_numpy()
+    missing = pd.isna(values)
+    first = int(np.argmin(missing)) if len(values) else 0
+    return bool(len(values)) and not missing[first] and isinstance(values[first], (list, tuple, np.ndarray))
 
 
 def _joined(v: object) -> object:
