@@ -68,7 +68,7 @@ class _Binned:
         enc = hgb._preprocessor.named_transformers_["encoder"]
         self.encoder_categories = [np.asarray(c, dtype=object) for c in enc.categories_]
         self.lookups: dict[tuple[str, int], tuple[pd.Index, np.ndarray]] = {}
-        self.plans: dict[int, tuple[object, tuple]] = {}  # `_plan` per binary-names object
+        self.plans: dict[object, tuple[object, object]] = {}  # `_plan`, `_tree_roots` per object
         mapper = hgb._bin_mapper
         self.missing_bin = mapper.missing_values_bin_idx_
         self.thresholds = [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
@@ -91,8 +91,11 @@ class _Binned:
         self.unused = [k for k in range(len(self.columns)) if k not in self.trees_using]
 
     def _flatten(self, trees: list) -> None:
-        """Every tree's nodes in flat arrays (children as indices into them, categorical
-        splits' bitsets stacked), so a few rows walk all the trees at once (`leaf_values`)."""
+        """Every tree's nodes in flat arrays, so a few rows walk all the trees at once
+        (`leaf_values`): each node's child for "left" and "right" (a leaf is its own child,
+        so rows that reached one stay there) and, for each of the 256 bins, whether a row
+        with that bin goes left: the threshold of a numeric split, the bitset of a
+        categorical one, the missing bin's own side, all decided here once."""
         nodes = [t.nodes for t in trees]
         sizes = np.array([len(n) for n in nodes], dtype=np.int64)
         self.roots = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -103,18 +106,36 @@ class _Binned:
         self.tree_of = {id(t): i for i, t in enumerate(trees)}
         self.node_value = flat["value"].astype(np.float64)
         self.node_leaf = flat["is_leaf"].astype(bool)
-        self.node_feature = flat["feature_idx"].astype(np.int64)
-        self.node_threshold = flat["bin_threshold"].astype(np.int64)
-        self.node_missing_left = flat["missing_go_to_left"].astype(bool)
-        self.node_categorical = flat["is_categorical"].astype(bool)
-        self.node_left = flat["left"].astype(np.int64) + offset
-        self.node_right = flat["right"].astype(np.int64) + offset
+        leaf = np.flatnonzero(self.node_leaf)
+        self.node_feature = np.where(self.node_leaf, 0, flat["feature_idx"].astype(np.int64))
+        self.node_child = np.stack([flat["right"].astype(np.int64), flat["left"].astype(np.int64)], axis=1)
+        self.node_child += offset[:, None]
+        self.node_child[leaf] = leaf[:, None]
         # row 0: a dummy for the splits that are not categorical
-        self.bitsets = np.concatenate([np.zeros((1, 8), np.uint32), *bitsets])
-        self.node_bitset = np.where(
-            self.node_categorical, flat["bitset_idx"].astype(np.int64) + np.repeat(first_bitset, sizes), 0
+        stacked = np.concatenate([np.zeros((1, 8), np.uint32), *bitsets])
+        categorical = flat["is_categorical"].astype(bool)
+        bitset_of = flat["bitset_idx"].astype(np.int64) + np.repeat(first_bitset, sizes)
+        node_bitset = np.where(categorical, bitset_of, 0)
+        b = np.arange(256)
+        in_set = (stacked[node_bitset][:, b >> 5] >> (b & 31)) & 1
+        left = np.where(
+            categorical[:, None],
+            in_set.astype(bool),
+            b[None, :] <= flat["bin_threshold"].astype(np.int64)[:, None],
         )
+        left[:, self.missing_bin] = flat["missing_go_to_left"].astype(bool)
+        self.node_left_of_bin = left.astype(np.uint8)  # (nodes, 256): 1 = left (child column 1)
         self.depth = int(flat["depth"].max(initial=0)) + 1
+
+    def _tree_roots(self, trees: list) -> np.ndarray:
+        """The root node of each of `trees`, built once per list object (kept with it)."""
+        got = self.plans.get(("roots", id(trees)))
+        if got is None or got[0] is not trees:
+            if len(self.plans) >= MAX_LOOKUPS:
+                self.plans.clear()
+            roots = self.roots[[self.tree_of[id(t)] for t in trees]]
+            got = self.plans[("roots", id(trees))] = (trees, roots)
+        return got[1]
 
     def leaf_values(self, Xb: np.ndarray, trees: list) -> np.ndarray:
         """(rows, trees): each tree's value for each binned row, as `predict_binned` gives it.
@@ -125,20 +146,12 @@ class _Binned:
             threads = self._threads(len(Xb))
             cols = [t.predict_binned(Xb, self.missing_bin, threads) for t in trees]
             return np.column_stack(cols) if cols else np.zeros((len(Xb), 0))
-        node = np.broadcast_to(self.roots[[self.tree_of[id(t)] for t in trees]], (len(Xb), len(trees))).copy()
+        node = np.broadcast_to(self._tree_roots(trees), (len(Xb), len(trees))).copy()
         row = np.arange(len(Xb))[:, None]
         for _ in range(self.depth):
-            inner = ~self.node_leaf[node]
-            if not inner.any():
+            if self.node_leaf[node].all():
                 break
-            b = Xb[row, self.node_feature[node]].astype(np.int64)
-            in_set = (self.bitsets[self.node_bitset[node], b >> 5] >> (b & 31)) & 1
-            left = np.where(
-                b == self.missing_bin,
-                self.node_missing_left[node],
-                np.where(self.node_categorical[node], in_set.astype(bool), b <= self.node_threshold[node]),
-            )
-            node = np.where(inner, np.where(left, self.node_left[node], self.node_right[node]), node)
+            node = self.node_child[node, self.node_left_of_bin[node, Xb[row, self.node_feature[node]]]]
         return self.node_value[node]
 
     def _codes(self, k: int, col: pd.Series | pd.Categorical) -> np.ndarray:
@@ -344,6 +357,9 @@ class BinnedGroups(_Binned):
             raise TypeError("expected one sigmoid calibrator per class")
         self._bind(hgb)
         self.calibrators = list(cc.calibrators)
+        self.flat_trees = [
+            tree for trees in self.iterations for tree in trees
+        ]  # class by class, iteration by iteration
         self.columns_of = np.searchsorted(np.asarray(cc.classes), np.asarray(hgb.classes_))
         self.n_classes = len(cc.classes)
 
@@ -351,9 +367,8 @@ class BinnedGroups(_Binned):
         """`threads`: OpenMP threads of the tree walk (default: by the number of rows)."""
         raw = np.tile(np.asarray(self.hgb._baseline_prediction, dtype=float).ravel(), (len(Xb), 1))
         threads = threads or self._threads(len(Xb))
-        flat = [tree for trees in self.iterations for tree in trees]
         if len(Xb) <= WALK_ROWS:
-            values = self.leaf_values(Xb, flat).reshape(len(Xb), len(self.iterations), -1)
+            values = self.leaf_values(Xb, self.flat_trees).reshape(len(Xb), len(self.iterations), -1)
             for t in range(values.shape[1]):  # in order, as the loop below adds them
                 raw += values[:, t, :]
         else:
