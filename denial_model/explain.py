@@ -28,6 +28,7 @@ from denial_model.rules.kinds import KINDS, LineEdits
 if TYPE_CHECKING:
     from denial_model.features.claim import FeatureColumns
 from denial_model.rules.pack import CATEGORIES
+from denial_model.table import ClaimFrame, own_frame
 
 SEP = " | "
 _PROB_TEXT = [f"{i / 100:.2f}" for i in range(101)]
@@ -117,18 +118,19 @@ def zeroed_fixes(
     return out
 
 
-def repaired(lines: pd.DataFrame, result: RuleResult, rows: np.ndarray, rules: np.ndarray, pack):
+def repaired(frame: ClaimFrame, result: RuleResult, rows: np.ndarray, rules: np.ndarray, pack):
     """(the lines of every patient with a finding its kind can repair, copied with those
-    findings repaired (`rules.kinds` repairs), and their positions in `lines`), or None.
+    findings repaired (`rules.kinds` repairs), and their positions in the lines), or None.
     Whole patients go together, so the cross-line rules and the claim context of a
     repaired line are read as for the original."""
     repairs = [KINDS[result.rules[j].kind].repairs for j in rules]
     can = np.array([r is not None for r in repairs], dtype=bool)
     if not can.any():
         return None
-    patients = lines["patient_id"].iloc[rows[can]].unique()
-    take = np.flatnonzero(lines["patient_id"].isin(patients).to_numpy())
-    sub = lines.iloc[take].reset_index(drop=True)
+    patient = frame.factor("patient_id")[0]
+    take = np.flatnonzero(np.isin(patient, patient[rows[can]]))
+    lines = frame.df
+    sub = own_frame(lines if len(take) == frame.n else lines.iloc[take])
     at = np.searchsorted(take, rows[can])
     policies = {pol.name: pol for pol in pack.policies}
     edits = LineEdits(sub)

@@ -212,13 +212,13 @@ class Scorer:
         if len(lines) < GROUPS_THREAD_ROWS:
             group, given = self.reason_groups(rk, attrs, p, 1)
             findings = counterfactuals(predictor, prepared, rk, raw)
-            after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
+            after_fixes = self.after_fixes(frame, earlier, rk, predictor, prepared, p)
         else:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 # the group model walks its trees (no GIL) on one thread beside the fixes
                 pending = pool.submit(self.reason_groups, rk, attrs, p, 1)
                 findings = counterfactuals(predictor, prepared, rk, raw)
-                after_fixes = self.after_fixes(lines, earlier, rk, predictor, prepared, p)
+                after_fixes = self.after_fixes(frame, earlier, rk, predictor, prepared, p)
                 group, given = pending.result()
         reasons, fixes = reasons_and_fixes(
             findings,
@@ -262,7 +262,9 @@ class Scorer:
             group=group,
         )
 
-    def after_fixes(self, lines, earlier, rk: RuleResult, predictor, prepared, p: np.ndarray) -> np.ndarray:
+    def after_fixes(
+        self, frame: ClaimFrame, earlier, rk: RuleResult, predictor, prepared, p: np.ndarray
+    ) -> np.ndarray:
         """P(denied) of each line once all its fixable findings are corrected, re-scored as
         the corrected claim would be: the findings a kind can repair are repaired in the
         data (a copy of the lines of the patients concerned, in validated form), whose rules
@@ -270,7 +272,7 @@ class Scorer:
         scored on them, and what still fires that is fixable is corrected at the feature
         level (`explain.zeroed_fixes`). A line without a fixable finding keeps `p`."""
         rows, rules = fixable_pairs(rk)
-        found = repaired(lines, rk, rows, rules, self.rules.pack_) if len(rows) else None
+        found = repaired(frame, rk, rows, rules, self.rules.pack_) if len(rows) else None
         if found is None:
             return zeroed_fixes(predictor, prepared, rk, p)
         sub, take = found

@@ -930,6 +930,13 @@ def _numbers_and_dates(
     }
 
 
+def own_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A frame of `df`'s rows numbered 0.. that can be changed without changing `df` (a
+    shallow copy: pandas copies a column on write)."""
+    numbered = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+    return df.copy(deep=False) if numbered else df.reset_index(drop=True)
+
+
 def validate(
     df: pd.DataFrame, row_offset: int = 0, keep_extra: bool = True, date_format: str | None = None
 ) -> Validated:
@@ -944,8 +951,7 @@ def validate(
     """
     n = len(df)
     names = check_required_columns(df.columns)
-    numbered = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
-    out = df.copy(deep=False) if numbered else df.reset_index(drop=True)  # our own frame to change
+    out = own_frame(df)
     if names != list(df.columns):
         out.columns = names
     read = out.pop(READ_PROBLEM) if READ_PROBLEM in out.columns else None

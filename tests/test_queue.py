@@ -79,7 +79,7 @@ def test_every_repair_cures_the_finding_its_rule_reports(pack):
         before = evaluate(ClaimFrame(lines), pack)
         j = before.rules.index(rule)
         assert before.hits[0, j], rule.id
-        sub, take = repaired(lines, before, np.array([0]), np.array([j]), pack)
+        sub, take = repaired(ClaimFrame(lines), before, np.array([0]), np.array([j]), pack)
         if sub.astype(str).equals(lines.iloc[take].reset_index(drop=True).astype(str)):
             continue  # the kind declined (the right code is another policy's): feature level
         revalidated = validate(sub, keep_extra=False)
