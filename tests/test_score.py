@@ -49,6 +49,20 @@ def test_score_columns_are_added_and_input_columns_kept(model_path, batch):
     )
 
 
+def test_scoring_leaves_the_callers_frame_as_it_was(model_path, batch):
+    """Validation and the corrected claims work on shallow copies: what they change (columns
+    renamed, repairs written) must never reach the frame the caller passed, whether it is a
+    whole batch or one claim (every line then concerned by a repair) with a header to mend."""
+    loaded = load_artifact(model_path)
+    claim = batch[batch["claim_id"] == batch.loc[batch["prior_auth_number"] == "", "claim_id"].iloc[0]]
+    claim = claim.rename(columns={"claim_id": " Claim_ID "}).reset_index(drop=True)
+    for frame in (batch.head(2_000), claim):
+        before = frame.copy(deep=True)
+        scored, _ = score_frame(frame, loaded)
+        assert len(scored) == len(frame)
+        pd.testing.assert_frame_equal(frame, before)
+
+
 @pytest.mark.parametrize(
     ("change", "rule", "fix"),
     [
