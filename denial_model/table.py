@@ -440,9 +440,28 @@ MAX_CELL = 10_000
 NUMBER_LIMITS = {"line_number": 1e6, "units": 1e6, "billed_amount": 1e8, "dose_mg": 1e6, "ndc_quantity": 1e6}
 
 
+# what `pd.api.types.infer_dtype` calls an object column of numbers only (JSON numbers, and
+# nulls): read as floats at once, as a float column is
+_NUMBER_CELLS = frozenset({"integer", "floating", "mixed-integer-float", "empty"})
+
+
+def _json_numbers(s: pd.Series) -> np.ndarray | None:
+    """An object column holding numbers and nulls only (JSON numbers) as floats, else None
+    (text, booleans, an integer too large for a float: read as text, cell by distinct cell)."""
+    cells = s.to_numpy()
+    if pd.api.types.infer_dtype(cells, skipna=True) not in _NUMBER_CELLS:
+        return None
+    try:
+        return np.where(pd.isna(cells), np.nan, cells).astype(np.float64)
+    except OverflowError:
+        return None
+
+
 def _number(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(values as float, True where a non-empty cell is not a finite number)."""
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+    if s.dtype == object and (json := _json_numbers(s)) is not None:
+        vals = json
+    elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
         vals = per_unique(_text_cells(s), _parsed_number).to_numpy(dtype=np.float64)

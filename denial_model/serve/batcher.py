@@ -54,9 +54,12 @@ class _Job:
 
 
 def frame_of(records: Records) -> pd.DataFrame:
-    """Claim lines sent as JSON objects, as one table in the contract's column order."""
+    """Claim lines sent as JSON objects, as one table in the contract's column order, every
+    column of the values as sent (object: validation reads text, numbers and nulls as they
+    are, a column of JSON numbers at once; pandas' own type inference would cost more than
+    the checks)."""
     if records:
-        return pd.DataFrame.from_records(records, columns=list(INPUT_COLUMNS))
+        return pd.DataFrame(records, columns=list(INPUT_COLUMNS), dtype=object)
     return pd.DataFrame({c: pd.Series(dtype=object) for c in INPUT_COLUMNS})
 
 
