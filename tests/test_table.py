@@ -293,3 +293,21 @@ def test_a_claim_frame_reads_the_validated_arrays_as_it_would_read_the_columns(f
         assert ua.dtype == ub.dtype and pd.Series(ua).equals(pd.Series(ub)), col
     rejected = validate(pd.concat([df, df.head(1).assign(units="x")], ignore_index=True))
     assert rejected.columns is None  # a row rejected: the frame's own columns are read
+
+
+def test_json_numbers_in_an_object_column_validate_as_the_same_numbers_as_a_float_column():
+    """A service request's lines arrive as an object table: a column of numbers and nulls is
+    read as floats at once, and gives what the float column gives; an integer too large for
+    a float, or a boolean, is a row reject naming the column, never an error."""
+    parts = [clean_claim("naltrexone", claim_id=f"C{i}", patient_id=f"P{i}") for i in range(3)]
+    lines = pd.concat(parts, ignore_index=True)
+    as_sent = lines.astype(object).where(lines.notna(), None)
+    want, got = validate(lines), validate(as_sent)
+    for c in ("units", "billed_amount", "dose_mg", "ndc_quantity", "line_number"):
+        pd.testing.assert_series_equal(got.lines[c], want.lines[c])
+    bad = as_sent.copy()
+    bad.loc[1, "units"] = 10**400
+    bad.loc[2, "billed_amount"] = True
+    v = validate(bad)
+    assert len(v.lines) + len(v.rejects) == len(bad)
+    assert v.rejects.set_index("row")["column"].to_dict() == {1: "units", 2: "billed_amount"}
