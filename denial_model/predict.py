@@ -68,7 +68,7 @@ class _Binned:
         enc = hgb._preprocessor.named_transformers_["encoder"]
         self.encoder_categories = [np.asarray(c, dtype=object) for c in enc.categories_]
         self.lookups: dict[tuple[str, int], tuple[pd.Index, np.ndarray]] = {}
-        self.plans: dict[object, tuple[object, object]] = {}  # `_plan`, `_tree_roots` per object
+        self.plans: dict[int, tuple[object, tuple]] = {}  # `_plan` per tuple of binary feature names
         mapper = hgb._bin_mapper
         self.missing_bin = mapper.missing_values_bin_idx_
         self.thresholds = [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
@@ -77,7 +77,8 @@ class _Binned:
         self.n_threads = _openmp_effective_n_threads()
         # iteration -> one tree per class (one tree for a binary booster)
         self.iterations = [list(trees) for trees in hgb._predictors]
-        self._flatten([tree for trees in self.iterations for tree in trees])
+        self.flat_trees = [tree for trees in self.iterations for tree in trees]  # iteration, then class
+        self._flatten(self.flat_trees)
         # column -> the trees with a split on it: only those can change when it changes
         self.trees_using: dict[int, list[int]] = {}
         for t, trees in enumerate(self.iterations):
@@ -128,14 +129,10 @@ class _Binned:
         self.depth = int(flat["depth"].max(initial=0)) + 1
 
     def _tree_roots(self, trees: list) -> np.ndarray:
-        """The root node of each of `trees`, built once per list object (kept with it)."""
-        got = self.plans.get(("roots", id(trees)))
-        if got is None or got[0] is not trees:
-            if len(self.plans) >= MAX_LOOKUPS:
-                self.plans.clear()
-            roots = self.roots[[self.tree_of[id(t)] for t in trees]]
-            got = self.plans[("roots", id(trees))] = (trees, roots)
-        return got[1]
+        """The root node of each of `trees` (all of them, in order: `roots` as it is)."""
+        if trees is self.flat_trees or (len(trees) == len(self.flat_trees) and trees == self.flat_trees):
+            return self.roots
+        return self.roots[[self.tree_of[id(t)] for t in trees]]
 
     def leaf_values(self, Xb: np.ndarray, trees: list) -> np.ndarray:
         """(rows, trees): each tree's value for each binned row, as `predict_binned` gives it.
@@ -217,18 +214,20 @@ class _Binned:
         """For `prepare` given the binary features `names` (or None): their columns, their
         bins for 0 and 1, whether the columns are one block, and the used columns left to
         read from `X`. Built once per names object (a rule pack's ids: the same tuple every
-        call), kept with it so its identity is not reused."""
+        call; a list is planned every time), kept with it so its identity is not reused."""
         got = self.plans.get(id(names))
-        if got is None or got[0] is not names:
+        if got is not None and got[0] is names:
+            return got[1]
+        pos = np.array([self.position[f] for f in names or ()], dtype=np.int64)
+        block = bool(len(pos)) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
+        done = set(names or ())
+        wanted = [k for k in self.used if self.columns[k] not in done]
+        plan = (pos, self.zero_bins[pos], self.one_bins[pos], block, wanted)
+        if names is None or isinstance(names, tuple):  # a list could change: not kept
             if len(self.plans) >= MAX_LOOKUPS:
                 self.plans.clear()
-            pos = np.array([self.position[f] for f in names or ()], dtype=np.int64)
-            block = bool(len(pos)) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
-            done = set(names or ())
-            wanted = [k for k in self.used if self.columns[k] not in done]
-            plan = (pos, self.zero_bins[pos], self.one_bins[pos], block, wanted)
-            got = self.plans[id(names)] = (names, plan)
-        return got[1]
+            self.plans[id(names)] = (names, plan)
+        return plan
 
     def _threads(self, rows: int) -> int:
         return self.n_threads if rows >= PARALLEL_ROWS else 1
@@ -357,9 +356,6 @@ class BinnedGroups(_Binned):
             raise TypeError("expected one sigmoid calibrator per class")
         self._bind(hgb)
         self.calibrators = list(cc.calibrators)
-        self.flat_trees = [
-            tree for trees in self.iterations for tree in trees
-        ]  # class by class, iteration by iteration
         self.columns_of = np.searchsorted(np.asarray(cc.classes), np.asarray(hgb.classes_))
         self.n_classes = len(cc.classes)
 
