@@ -26,7 +26,7 @@ from denial_model.features.claim import as_claim_frame
 from denial_model.features.context import LINE_KINDS, line_kinds
 from denial_model.metrics import rules_only_probability, score_metrics
 from denial_model.scorer import Scorer
-from denial_model.table import ClaimFrame, denied_labels
+from denial_model.table import denied_labels
 
 __all__ = [
     "all_metrics",
@@ -104,7 +104,7 @@ def segments(
     date a payer's behaviour changed, the lines served on or after it (`since_<date>`)."""
     out = [("all", np.ones(len(test), dtype=bool))]
     out += [(t, (test["payer_type"] == t).to_numpy()) for t in sorted(test["payer_type"].unique())]
-    frame = ClaimFrame(test)
+    frame = as_claim_frame(test)  # validated: the rules and the kinds read the normalized form
     kinds = line_kinds(frame, scorer.rules.evaluate(frame).drug_line)
     out += [(f"{k}_lines", kinds == i) for i, k in enumerate(LINE_KINDS) if (kinds == i).any()]
     if since is not None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from denial_model.cli import app
 from denial_model.errors import ConfigError
 from denial_model.estimator import DenialModel
-from denial_model.evaluate import comparison_table, generalization_table
+from denial_model.evaluate import comparison_table, generalization_table, segments
 from denial_model.features import ClaimFeatures
 from denial_model.features.history import gamma_poisson_prior
 from denial_model.rules.engine import evaluate
@@ -353,3 +353,18 @@ def test_cli_simulates_a_stress_world_by_name(tmp_path):
     np.testing.assert_array_equal(got["p_true"].to_numpy(), expected["p_true"].to_numpy())
     bad = runner.invoke(app, ["simulate", "--world", "nope", "-o", str(tmp_path / "x.parquet")])
     assert bad.exit_code != 0 and "'nope'" in bad.output
+
+
+def test_the_segments_of_a_history_read_from_text_are_those_of_the_typed_history(coupled_model):
+    """An ingested or CSV history carries its dates as text: the slices the comparison table
+    reports (payer types, kinds of line) are found on the validated lines, the same as for
+    the simulator's typed columns."""
+    scorer = Scorer(coupled_model.model, coupled_model.thresholds)
+    test = coupled_model.splits.test.head(3_000).reset_index(drop=True)
+    dates = ("service_date", "submission_date", "adjudication_date")
+    text = test.assign(**{c: test[c].dt.strftime("%Y-%m-%d") for c in dates})
+    want, got = segments(scorer, test), segments(scorer, text)
+    assert [name for name, _ in got] == [name for name, _ in want]
+    assert any(name == "administration_lines" for name, _ in got)
+    for (name, a), (_, b) in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=name)
