@@ -38,6 +38,7 @@ from sklearn.isotonic import IsotonicRegression
 from threadpoolctl import threadpool_limits
 
 from denial_model.features.claim import FeatureColumns
+from denial_model.memo import by_identity
 
 __all__ = ["BinnedGroups", "BinnedPredictor", "PublicPredictor", "make_predictor"]
 
@@ -67,8 +68,8 @@ class _Binned:
         self.position = {c: i for i, c in enumerate(self.columns)}
         enc = hgb._preprocessor.named_transformers_["encoder"]
         self.encoder_categories = [np.asarray(c, dtype=object) for c in enc.categories_]
-        self.lookups: dict[tuple[str, int], tuple[pd.Index, np.ndarray]] = {}
-        self.plans: dict[int, tuple[object, tuple]] = {}  # `_plan` per tuple of binary feature names
+        self.lookups: dict = {}  # `_codes` per categories object (memo.by_identity)
+        self.plans: dict = {}  # `_plan` per tuple of binary feature names
         mapper = hgb._bin_mapper
         self.missing_bin = mapper.missing_values_bin_idx_
         self.thresholds = [np.asarray(t, dtype=np.float64) for t in mapper.bin_thresholds_]
@@ -157,14 +158,12 @@ class _Binned:
         the same one every call; kept in the entry, so its identity is not reused)."""
         cat = col.array if isinstance(col, pd.Series) else col  # `.cat` builds a Series per attribute
         cats = cat.categories
-        key = (self.cat_cols[k], id(cats))
-        got = self.lookups.get(key)
-        if got is None or got[0] is not cats:
-            if len(self.lookups) >= MAX_LOOKUPS:  # categories from elsewhere (new each call)
-                self.lookups.clear()
+
+        def build() -> np.ndarray:
             pos = pd.Index(self.encoder_categories[k]).get_indexer(cats.astype(object))
-            got = self.lookups[key] = (cats, np.append(np.where(pos >= 0, pos, np.nan), np.nan))  # last: -1
-        return got[1][cat.codes]
+            return np.append(np.where(pos >= 0, pos, np.nan), np.nan)  # last: code -1
+
+        return by_identity(self.lookups, cats, self.cat_cols[k], build, MAX_LOOKUPS)[cat.codes]
 
     def _bins(self, k: int, x: np.ndarray) -> np.ndarray:
         """The bin mapper's rule for one column: thresholds[i-1] < x <= thresholds[i] -> i."""
@@ -215,19 +214,17 @@ class _Binned:
         bins for 0 and 1, whether the columns are one block, and the used columns left to
         read from `X`. Built once per names object (a rule pack's ids: the same tuple every
         call; a list is planned every time), kept with it so its identity is not reused."""
-        got = self.plans.get(id(names))
-        if got is not None and got[0] is names:
-            return got[1]
-        pos = np.array([self.position[f] for f in names or ()], dtype=np.int64)
-        block = bool(len(pos)) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
-        done = set(names or ())
-        wanted = [k for k in self.used if self.columns[k] not in done]
-        plan = (pos, self.zero_bins[pos], self.one_bins[pos], block, wanted)
-        if names is None or isinstance(names, tuple):  # a list could change: not kept
-            if len(self.plans) >= MAX_LOOKUPS:
-                self.plans.clear()
-            self.plans[id(names)] = (names, plan)
-        return plan
+
+        def build() -> tuple:
+            pos = np.array([self.position[f] for f in names or ()], dtype=np.int64)
+            block = bool(len(pos)) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
+            done = set(names or ())
+            wanted = [k for k in self.used if self.columns[k] not in done]
+            return pos, self.zero_bins[pos], self.one_bins[pos], block, wanted
+
+        if names is None or isinstance(names, tuple):  # a list could change: planned every time
+            return by_identity(self.plans, names, "plan", build, MAX_LOOKUPS)
+        return build()
 
     def _threads(self, rows: int) -> int:
         return self.n_threads if rows >= PARALLEL_ROWS else 1

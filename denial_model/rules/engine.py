@@ -15,6 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from denial_model.memo import by_identity
 from denial_model.reference import Reference, load_reference
 from denial_model.rules.context import Context
 from denial_model.rules.kinds import KINDS
@@ -66,7 +67,7 @@ def applies_mask(rule: Rule, ctx: Context) -> np.ndarray:
 # reads the same facts of them (ids, categories, severities) many times: built once per
 # rule tuple, kept with the tuple itself (so its identity is not reused).
 MAX_RULE_FACTS = 256
-_RULE_FACTS: dict[tuple[int, str], tuple[tuple[Rule, ...], object]] = {}
+_RULE_FACTS: dict = {}
 
 
 def per_rules(rules: tuple[Rule, ...], name: str, build: Callable[[tuple[Rule, ...]], object]):
@@ -74,16 +75,13 @@ def per_rules(rules: tuple[Rule, ...], name: str, build: Callable[[tuple[Rule, .
     it could change). Arrays come back read-only: they are shared."""
     if not isinstance(rules, tuple):
         return build(rules)
-    key = (id(rules), name)
-    got = _RULE_FACTS.get(key)
-    if got is None or got[0] is not rules:
-        if len(_RULE_FACTS) >= MAX_RULE_FACTS:
-            _RULE_FACTS.clear()
-        value = build(rules)
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False
-        got = _RULE_FACTS[key] = (rules, value)
-    return got[1]
+    return by_identity(_RULE_FACTS, rules, name, lambda: _shared(build(rules)), MAX_RULE_FACTS)
+
+
+def _shared(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    return value
 
 
 def _category_columns(rules: tuple[Rule, ...]) -> list[tuple[int, list[int]]]:
