@@ -9,7 +9,14 @@ client in this process:
 - single claims (a drug line and its administration line) sent open loop at `--rate`
   requests/s: each request's latency counts from the moment it was due, so a server that
   falls behind shows it (no coordinated omission);
-- 500-line batches sent closed loop by `--clients` clients at once: lines/s;
+- 500-line batches sent closed loop by `--clients` clients at once (default two per server
+  worker, on new connections): lines/s, and each worker process's share of the CPU it took.
+  A keep-alive connection stays with the worker that accepted it, and the kernel hands a new
+  connection to whichever worker accepts first: with as many clients as workers, two
+  connections often share one worker while the other idles (one core's throughput), and
+  even spread, each worker waits while its client reads an answer and sends the next. Two
+  clients per worker keep every worker busy, which is what a throughput figure means; the
+  shares printed show how the connections fell;
 - last, in this process without HTTP, one `score_frame` call on each of 400 distinct
   claims (median, p90, p99) and on 500 lines: the cost per call.
 
@@ -22,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -139,7 +148,23 @@ async def _closed_loop(client, url: str, body: bytes, lines: int, clients: int, 
     }
 
 
-async def _run(base: str, key: str, args, pairs: list[list[dict]], batch: list[dict]) -> dict:
+def _cpu_seconds(pid: int | str) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _worker_cpu(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of each process under the server (its workers; the server itself
+    when it runs alone), by pid, read from /proc."""
+    out = {}
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                out[child] = _cpu_seconds(child)
+    return out or {str(server_pid): _cpu_seconds(server_pid)}
+
+
+async def _run(base: str, key: str, args, pairs: list[list[dict]], batch: list[dict], server: int) -> dict:
     import httpx
 
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -151,7 +176,14 @@ async def _run(base: str, key: str, args, pairs: list[list[dict]], batch: list[d
         for body in singles[:20]:  # warm the connection pool and the server
             await client.post(url, content=body)
         single = await _open_loop(client, url, singles, args.rate, args.seconds)
+    async with httpx.AsyncClient(headers=headers, timeout=60, limits=limits) as client:
+        before = _worker_cpu(server)
         batches = await _closed_loop(client, url, big, len(batch), args.clients, args.seconds)
+        after = _worker_cpu(server)
+    used = {pid: after[pid] - before[pid] for pid in after if pid in before}
+    if sum(used.values()) > 0:  # the busy ones: a worker's helper processes take none
+        shares = (round(u / sum(used.values()), 2) for u in used.values())
+        batches["worker_cpu_share"] = sorted((x for x in shares if x > 0), reverse=True)
     return {"single_claims": single, "batches_500": batches}
 
 
@@ -161,9 +193,10 @@ def main() -> None:
     ap.add_argument("--train-lines", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=50.0, help="single-claim requests per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
-    ap.add_argument("--clients", type=int, default=2, help="concurrent clients sending batches")
     ap.add_argument("--workers", type=int, default=2, help="server processes (denial-model serve --workers)")
+    ap.add_argument("--clients", type=int, help="concurrent clients sending batches (default: 2 per worker)")
     args = ap.parse_args()
+    args.clients = args.clients or 2 * args.workers
     from denial_model.serve.auth import new_key
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,8 +210,8 @@ def main() -> None:
         cmd = [sys.executable, "-m", "denial_model.cli", "serve", "--model", str(model), "--port", str(port)]
         cmd += ["--workers", str(args.workers)]
         env = {"DENIAL_MODEL_API_KEYS": digest}
-        with running(cmd, f"http://127.0.0.1:{port}/readyz", folder, folder / "serve.log", env=env):
-            result = asyncio.run(_run(f"http://127.0.0.1:{port}", key, args, pairs, batch))
+        with running(cmd, f"http://127.0.0.1:{port}/readyz", folder, folder / "serve.log", env=env) as server:
+            result = asyncio.run(_run(f"http://127.0.0.1:{port}", key, args, pairs, batch, server.pid))
         result["score_frame_per_call"] = _per_call(model, pairs, batch)
     s, b = result["single_claims"], result["batches_500"]
     print(json.dumps({"workers": args.workers, **result}, indent=2))
@@ -196,7 +229,8 @@ def main() -> None:
     ratio = b["lines_per_s"] / TARGET_LINES_PER_S
     print(
         f"500-line batches, {args.clients} clients: {b['lines_per_s']:,.0f} lines/s, "
-        f"p50 {b['p50_ms']:.1f} ms (target >= {TARGET_LINES_PER_S:,}: measured/target {ratio:.2f})"
+        f"p50 {b['p50_ms']:.1f} ms (target >= {TARGET_LINES_PER_S:,}: measured/target {ratio:.2f}); "
+        f"workers' CPU shares {b.get('worker_cpu_share', 'n/a')}"
     )
 
 

@@ -623,13 +623,14 @@ def serve(
     ] = 10_000,
     timeout: Annotated[float, typer.Option(help="Seconds a request may score before a 503.")] = 30.0,
     workers: Annotated[
-        int, typer.Option(help="Processes, each with its own copy of the model (one a core).")
+        int,
+        typer.Option(help="Scoring processes, each with its own copy of the model (one a core)."),
     ] = 1,
 ) -> None:
     """Serve the model over HTTP: /v1/score, /v1/check, /v1/model, /healthz, /readyz, /metrics.
 
     Reload a moved alias or a new file without dropping requests: POST /v1/admin/reload (with a
-    key) or send the process SIGHUP (with --workers > 1: SIGHUP to the main process)."""
+    key) or send the process SIGHUP; with --workers N, every scoring process gets the new model."""
     from denial_model.serve.server import build_app, run_server
 
     config = {
@@ -642,13 +643,12 @@ def serve(
         "max_body_bytes": max_body_bytes,
         "max_lines": max_lines,
         "timeout_seconds": timeout,
+        "workers": workers,
     }
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
     with console.status("loading and verifying the model"):
-        asgi = build_app(**config)  # every check before the port opens, also when workers rebuild it
+        asgi = build_app(**config)  # every check before the port opens
     console.print(f"serving {model or 'the rule pack only'} on http://{host}:{port} (docs: /docs)")
-    run_server(asgi, host=host, port=port, workers=workers, config=config)
+    run_server(asgi, host=host, port=port)
 
 
 @app.command()

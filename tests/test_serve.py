@@ -5,11 +5,15 @@ MLflow's own `mlflow models serve` on the registered pyfunc."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -165,6 +169,67 @@ def test_concurrent_requests_batched_together_answer_as_if_each_came_alone(serve
         assert [r["row"] for r in body["rejects"]] == ([] if k % 3 else [2])
 
 
+def _scoring_processes(server_pid: int) -> set[int]:
+    """The server's child processes started by multiprocessing to score (not its resource tracker)."""
+    children = (
+        int(pid)
+        for task in os.listdir(f"/proc/{server_pid}/task")
+        for pid in Path(f"/proc/{server_pid}/task/{task}/children").read_text().split()
+    )
+    return {pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def _gone(pid: int, timeout: float = 10) -> None:
+    """Wait until a killed process is dead (a zombie its parent has not reaped yet counts)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                return
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} still alive {timeout} s after SIGKILL")
+
+
+def test_with_workers_every_scoring_process_answers_as_one_process_and_a_dead_one_is_replaced(world):
+    """--workers 2: one HTTP process, two scoring processes. Slices sent at once are scored in
+    either and each answers as `score_frame` on that slice; a scoring process killed between
+    batches is started again and the next requests are still answered."""
+    lines = _records(world["batch"].head(300))
+    loaded = load_artifact(world["model"], sha256=world["sha256"])
+    slices = [lines[50 * k : 50 * k + 50] for k in range(6)]
+    expected = pd.concat([score_frame(pd.DataFrame(s), loaded)[0] for s in slices], ignore_index=True)
+    keys = str(world["folder"] / "keys.txt")
+    base, ctx = _serve(world, "--api-keys", keys, "--workers", "2", log_name="serve_workers.log")
+    with ctx as proc:
+        children = _scoring_processes(proc.pid)
+        assert len(children) == 2
+        answers: list = [None] * 6
+
+        def ask(k: int) -> None:
+            answers[k] = _call(base, "/v1/score", {"lines": slices[k]}, key=world["key"])
+
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [status for status, _ in answers] == [200] * 6
+        got = pd.DataFrame([r for _, body in answers for r in body["results"]])
+        np.testing.assert_allclose(got["denial_probability"], expected["denial_probability"], atol=1e-9)
+        assert list(got["reasons"]) == list(expected["reasons"].astype(str))
+
+        os.kill(min(children), signal.SIGKILL)
+        _gone(min(children))
+        for _ in range(4):  # both lanes take requests; the dead one is started again first
+            status, body = _call(base, "/v1/score", {"lines": slices[0]}, key=world["key"])
+            assert status == 200 and [r["reasons"] for r in body["results"]] == list(got["reasons"][:50])
+        after = _scoring_processes(proc.pid)
+        assert len(after) == 2 and min(children) not in after
+        assert "exited (code -9) between batches" in (world["folder"] / "serve_workers.log").read_text()
+
+
 def test_earlier_lines_sent_as_history_feed_the_cross_line_rules(server, world):
     claim = example_lines()
     earlier = [dict(line, claim_id="CLM-0999") for line in claim]  # the same services, billed before
@@ -263,6 +328,8 @@ def test_a_moved_alias_is_served_after_reload_without_dropping_requests(world):
         world,
         "--api-keys",
         str(world["folder"] / "keys.txt"),
+        "--workers",
+        "2",
         model="models:/denial-model@champion",
         log_name="serve_alias.log",
     )

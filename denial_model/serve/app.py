@@ -27,6 +27,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from denial_model.scrub import check_frame
 from denial_model.serve.auth import KeyCheck
 from denial_model.serve.batcher import Batcher, frame_of, reject_table
 from denial_model.serve.holder import ModelHolder, Served
+from denial_model.serve.lanes import ScoringProcess
 from denial_model.serve.metrics import CONTENT_TYPE, ServiceMetrics
 from denial_model.serve.schemas import (
     CheckRequest,
@@ -179,12 +181,12 @@ def _raw_json(parts: dict[str, Any], raw: dict[str, str]) -> Response:
 class _Service:
     """What the handlers share: settings, the model holder, keys, metrics, the batcher."""
 
-    def __init__(self, settings: ServeSettings, holder: ModelHolder):
-        self.settings, self.holder = settings, holder
+    def __init__(self, settings: ServeSettings, holder: ModelHolder, lanes: Sequence[ScoringProcess] = ()):
+        self.settings, self.holder, self.lanes = settings, holder, list(lanes)
         self.metrics = ServiceMetrics()
         self.keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
         self.limiter = anyio.CapacityLimiter(settings.threads)
-        self.batcher = Batcher(settings.max_lines)
+        self.batcher = Batcher(settings.max_lines, self.lanes)
         self.rules_only_pack = load_pack() if holder.ref is None else None
 
     def reload(self) -> dict:
@@ -230,9 +232,10 @@ class _Service:
         self.metrics.counted(route, "rejected", lines - done)
 
 
-def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
-    """The service over a `ModelHolder` (loaded by the caller, so a bad model fails the start)."""
-    svc = _Service(settings, holder)
+def create_app(settings: ServeSettings, holder: ModelHolder, lanes: Sequence[ScoringProcess] = ()) -> FastAPI:
+    """The service over a `ModelHolder` (loaded by the caller, so a bad model fails the start),
+    scoring in the batcher's thread, or in `lanes` (scoring processes holding the model)."""
+    svc = _Service(settings, holder, lanes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -242,6 +245,8 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, svc.reload))
         yield
+        for lane in svc.lanes:
+            lane.close()
 
     app = FastAPI(
         title="denial-model",

@@ -10,6 +10,11 @@ Requests never see each other: they are scored as separate groups
 (`table.separate_groups`), so each answer equals the answer to that request alone (a test
 sends the same claim in concurrent requests). A batch that fails is scored again request
 by request, so one bad request cannot fail the others.
+
+Where a batch is scored is a lane: `InProcess` (the batcher's own thread, one core) or a
+scoring process (`serve.lanes`, `--workers N`). The batcher runs one thread per lane, and a
+lane takes the requests waiting as soon as it is free, so N lanes keep N cores busy whatever
+connection a request came on.
 """
 
 from __future__ import annotations
@@ -17,21 +22,24 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from denial_model.artifact import LoadedModel
 from denial_model.estimator import line_ids, text_or_none
 from denial_model.score import score_frame
 from denial_model.serve.holder import Served
 from denial_model.table import INPUT_COLUMNS, REJECT_COLUMNS
 
-__all__ = ["Answer", "Batcher", "frame_of", "reject_table"]
+__all__ = ["Answer", "Batcher", "InProcess", "Lane", "Request", "frame_of", "reject_table", "score_requests"]
 
 Records = list[dict[str, Any]]
+Request = tuple[Records, Records | None]  # a request's lines and its history
 
 
 @dataclass
@@ -63,12 +71,28 @@ def frame_of(records: Records) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in INPUT_COLUMNS})
 
 
+class Lane(Protocol):
+    """Where a batch is scored: one answer (or the exception it raised) per request, in order."""
+
+    def score(self, current: Served, requests: list[Request]) -> list[Answer | BaseException]: ...
+
+
+class InProcess:
+    """Scores in the calling thread, in this process (one worker)."""
+
+    def score(self, current: Served, requests: list[Request]) -> list[Answer | BaseException]:
+        return score_requests(current.loaded, requests)
+
+
 class Batcher:
-    def __init__(self, max_lines: int = 10_000):
+    def __init__(self, max_lines: int = 10_000, lanes: Sequence[Lane] | None = None):
         self.max_lines = max_lines
+        self.lanes = list(lanes) if lanes else [InProcess()]
         self._queue: queue.Queue[_Job] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="denial-model-batcher", daemon=True)
-        self._thread.start()
+        self._taking = threading.Lock()  # one lane takes from the queue at a time
+        for k, lane in enumerate(self.lanes):
+            name = f"denial-model-batcher-{k}"
+            threading.Thread(target=self._run, args=(lane,), name=name, daemon=True).start()
 
     def submit(self, current: Served, lines: Records, history: Records | None) -> Future:
         job = _Job(current, lines, history)
@@ -86,35 +110,47 @@ class Batcher:
                 return job
 
     def _take(self) -> list[_Job]:
-        """The next job and every job waiting behind it for the same model, up to max_lines."""
-        first = self._next(block=True)
-        assert first is not None
-        jobs, size = [first], len(first.lines)
-        while size < self.max_lines and (job := self._next(block=False)) is not None:
-            if job.current is not first.current:  # a reload in between: score it alone
-                self._finish([job])
-                continue
-            jobs.append(job)
-            size += len(job.lines)
+        """The next job and every job waiting behind it, up to max_lines."""
+        with self._taking:
+            first = self._next(block=True)
+            assert first is not None
+            jobs, size = [first], len(first.lines)
+            while size < self.max_lines and (job := self._next(block=False)) is not None:
+                jobs.append(job)
+                size += len(job.lines)
         return jobs
 
-    def _run(self) -> None:
+    def _run(self, lane: Lane) -> None:
         while True:
-            self._finish(self._take())
+            jobs = self._take()
+            # a reload in between: each model's jobs are scored with that model
+            for _, same in itertools.groupby(jobs, key=lambda j: id(j.current)):
+                self._finish(lane, list(same))
 
     @staticmethod
-    def _finish(jobs: list[_Job]) -> None:
+    def _finish(lane: Lane, jobs: list[_Job]) -> None:
         try:
-            results = _score_together(jobs)
-        except Exception as exc:
-            if len(jobs) == 1:
-                jobs[0].future.set_exception(exc)
-                return
-            for job in jobs:  # score each alone: a failure is its own request's
-                Batcher._finish([job])
-            return
-        for job, result in zip(jobs, results, strict=True):
-            job.future.set_result(result)
+            answers = lane.score(jobs[0].current, [(j.lines, j.history) for j in jobs])
+            if len(answers) != len(jobs):
+                raise RuntimeError(f"a lane answered {len(answers)} requests of {len(jobs)}")
+        except Exception as exc:  # the lane itself failed (a scoring process died)
+            answers = [exc] * len(jobs)
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, BaseException):
+                job.future.set_exception(answer)
+            else:
+                job.future.set_result(answer)
+
+
+def score_requests(loaded: LoadedModel, requests: list[Request]) -> list[Answer | BaseException]:
+    """The requests scored as one table; if that fails, each alone, so a failure is only its
+    own request's."""
+    try:
+        return _score_together(loaded, requests)
+    except Exception as exc:
+        if len(requests) == 1:
+            return [exc]
+        return [score_requests(loaded, [r])[0] for r in requests]
 
 
 def reject_table(rejects: pd.DataFrame) -> pd.DataFrame:
@@ -131,20 +167,20 @@ def _json_rows(df: pd.DataFrame) -> list[str]:
     return df.to_json(orient="records", lines=True).split("\n")[: len(df)] if len(df) else []
 
 
-def _score_together(jobs: list[_Job]) -> list[Answer]:
-    """Score the jobs as one table, each as its own group; serialize once, slice per job."""
-    sizes = np.array([len(j.lines) for j in jobs])
+def _score_together(loaded: LoadedModel, requests: list[Request]) -> list[Answer]:
+    """Score the requests as one table, each as its own group; serialize once, slice per request."""
+    sizes = np.array([len(lines) for lines, _ in requests])
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    df = frame_of(list(itertools.chain.from_iterable(j.lines for j in jobs)))
-    groups = np.repeat(np.arange(len(jobs)), sizes)
-    with_history = [k for k, j in enumerate(jobs) if j.history]
+    df = frame_of(list(itertools.chain.from_iterable(lines for lines, _ in requests)))
+    groups = np.repeat(np.arange(len(requests)), sizes)
+    with_history = [k for k, (_, h) in enumerate(requests) if h]
     history = history_groups = None
     if with_history:
-        history = frame_of(list(itertools.chain.from_iterable(jobs[k].history for k in with_history)))
-        history_groups = np.repeat(with_history, [len(jobs[k].history) for k in with_history])
+        history = frame_of(list(itertools.chain.from_iterable(requests[k][1] or () for k in with_history)))
+        history_groups = np.repeat(with_history, [len(requests[k][1] or ()) for k in with_history])
     scored, rejects = score_frame(
         df,
-        jobs[0].current.loaded,
+        loaded,
         history=history,
         groups=groups,
         history_groups=history_groups,
@@ -167,5 +203,5 @@ def _score_together(jobs: list[_Job]) -> list[Answer]:
             scored=int(ok_at[k + 1] - ok_at[k]),
             rejected=int(bad_at[k + 1] - bad_at[k]),
         )
-        for k in range(len(jobs))
+        for k in range(len(requests))
     ]

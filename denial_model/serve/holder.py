@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -23,7 +24,7 @@ from denial_model.artifact import LoadedModel
 from denial_model.jobs import load_model
 from denial_model.samples import DRUG_LINES, clean_claim
 
-__all__ = ["ModelHolder", "Served"]
+__all__ = ["ModelHolder", "Served", "warm"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Served:
         return str(self.loaded.manifest.get("sha256", ""))
 
 
-def _warm(loaded: LoadedModel) -> None:
+def warm(loaded: LoadedModel) -> None:
     """Score the sample claims once: builds the scorer, checks the fast predictor, fills caches."""
     lines = pd.concat([clean_claim(d, claim_id=f"WARM-{d}") for d in DRUG_LINES], ignore_index=True)
     loaded.estimator.explain(lines)
@@ -48,13 +49,16 @@ class ModelHolder:
     def __init__(self, ref: str | None, sha256: str | None = None, tracking_uri: str | None = None):
         self.ref, self.sha256, self.tracking_uri = ref, sha256, tracking_uri
         self.current: Served | None = None
+        # called with a new model before it serves (the scoring processes take it); raising
+        # fails the reload and the old model goes on serving
+        self.prepare: Callable[[Served], None] | None = None
         self.last_error: str | None = None
         self._lock = threading.Lock()  # one reload at a time; scoring never waits for it
 
     def _load(self) -> Served:
         assert self.ref is not None
         loaded = load_model(self.ref, self.tracking_uri, self.sha256)
-        _warm(loaded)
+        warm(loaded)
         version = str(loaded.manifest.get("registered_version") or loaded.manifest.get("sha256", "")[:12])
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return Served(loaded=loaded, ref=self.ref, version=version, loaded_at=now)
@@ -68,6 +72,8 @@ class ModelHolder:
             before = self.current
             try:
                 new = self._load()
+                if self.prepare is not None:
+                    self.prepare(new)
             except Exception as exc:  # a bad new model must not take the service down
                 self.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
                 return {"reloaded": False, "reason": self.last_error, "version": before and before.version}

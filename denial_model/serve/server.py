@@ -2,25 +2,24 @@
 
 Everything that can be wrong at start (no key configured, a digest that is not one, a model
 that fails its check) is a one-line error before the port is opened, so a service that is
-listening is a service that can answer.
+listening is a service that can answer. With `workers` above 1 the scoring processes
+(`serve.lanes`) are started and hold the model before the port opens too.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import os
 from pathlib import Path
 
 from denial_model.errors import ArtifactError, ConfigError
 from denial_model.serve.app import ServeSettings, create_app
 from denial_model.serve.auth import KEYS_ENV, load_digests
-from denial_model.serve.holder import ModelHolder
+from denial_model.serve.holder import ModelHolder, Served
+from denial_model.serve.lanes import ScoringProcess, scoring_processes
 
-__all__ = ["CONFIG_ENV", "app_from_env", "build_app", "run_server"]
+__all__ = ["build_app", "run_server"]
 
-CONFIG_ENV = "DENIAL_MODEL_SERVE_CONFIG"  # build_app's arguments, for worker processes
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
@@ -44,8 +43,10 @@ def build_app(
     max_body_bytes: int = 16 * 2**20,
     max_lines: int = 10_000,
     timeout_seconds: float = 30.0,
+    workers: int = 1,
 ):
-    """The ASGI app `denial-model serve` runs, with the model loaded and verified."""
+    """The ASGI app `denial-model serve` runs, with the model loaded and verified (and, with
+    `workers` > 1, sent to that many scoring processes)."""
     digests = load_digests(api_keys)
     if insecure_no_auth:
         if digests:
@@ -67,30 +68,47 @@ def build_app(
             raise ConfigError(f"{name} must be at least 1, got {value}")
     if timeout_seconds <= 0:
         raise ConfigError(f"--timeout must be above 0 seconds, got {timeout_seconds}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     holder = ModelHolder(model, sha256=model_sha256, tracking_uri=tracking_uri)
+    lanes: list[ScoringProcess] = []
     if model is not None:
         result = holder.reload()
         if not result["reloaded"]:
             raise ArtifactError(f"--model {model}: {result['reason']}")
+        if workers > 1:
+            lanes = _started(workers, holder)
     settings = ServeSettings(
         key_digests=key_digests,
         max_body_bytes=max_body_bytes,
         max_lines=max_lines,
         timeout_seconds=timeout_seconds,
     )
-    return create_app(settings, holder)
+    return create_app(settings, holder, lanes)
 
 
-def app_from_env():
-    """The app of one worker process (`--workers` > 1): built from the arguments the main
-    process checked (`CONFIG_ENV`), so every worker loads and verifies the model itself."""
-    return build_app(**json.loads(os.environ[CONFIG_ENV]))
+def _started(workers: int, holder: ModelHolder) -> list[ScoringProcess]:
+    """The scoring processes, each holding the served model; later models reach them all
+    before they serve."""
+    lanes = scoring_processes(workers)
+    try:
+        assert holder.current is not None
+        _send_to(lanes, holder.current)
+    except Exception:
+        for lane in lanes:
+            lane.close()
+        raise
+    holder.prepare = lambda new: _send_to(lanes, new)
+    return lanes
 
 
-def run_server(app, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, config: dict | None = None):
-    """Serve until stopped (SIGINT/SIGTERM end it). One process: `app`, and SIGHUP reloads
-    the model. Several: each worker builds its own app from `config`; SIGHUP to the main
-    process restarts the workers one by one, each loading the model anew."""
+def _send_to(lanes: list[ScoringProcess], current: Served) -> None:
+    for lane in lanes:
+        lane.load(current)
+
+
+def run_server(app, host: str = "127.0.0.1", port: int = 8000):
+    """Serve until stopped (SIGINT/SIGTERM end it; SIGHUP reloads the model)."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -101,10 +119,4 @@ def run_server(app, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
         "log_level": "info",
         "timeout_graceful_shutdown": 30,
     }
-    if workers <= 1:
-        uvicorn.run(app, **common)
-        return
-    os.environ[CONFIG_ENV] = json.dumps(
-        {k: (str(v) if isinstance(v, Path) else v) for k, v in (config or {}).items()}
-    )
-    uvicorn.run("denial_model.serve.server:app_from_env", factory=True, workers=workers, **common)
+    uvicorn.run(app, **common)
