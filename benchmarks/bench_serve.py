@@ -9,14 +9,11 @@ client in this process:
 - single claims (a drug line and its administration line) sent open loop at `--rate`
   requests/s: each request's latency counts from the moment it was due, so a server that
   falls behind shows it (no coordinated omission);
-- 500-line batches sent closed loop by `--clients` clients at once (default two per server
-  worker, on new connections): lines/s, and each worker process's share of the CPU it took.
-  A keep-alive connection stays with the worker that accepted it, and the kernel hands a new
-  connection to whichever worker accepts first: with as many clients as workers, two
-  connections often share one worker while the other idles (one core's throughput), and
-  even spread, each worker waits while its client reads an answer and sends the next. Two
-  clients per worker keep every worker busy, which is what a throughput figure means; the
-  shares printed show how the connections fell;
+- 500-line batches sent closed loop by `--clients` clients at once (default two per
+  scoring process, on new connections): lines/s, and each scoring process's share of the
+  CPU they took (even shares: the batcher's lanes spread the load whatever the connections).
+  With one client per process, each process idles while its client reads an answer and
+  sends the next; two keep every process busy, which is what a throughput figure means;
 - last, in this process without HTTP, one `score_frame` call on each of 400 distinct
   claims (median, p90, p99) and on 500 lines: the cost per call.
 
@@ -154,8 +151,8 @@ def _cpu_seconds(pid: int | str) -> float:
 
 
 def _worker_cpu(server_pid: int) -> dict[str, float]:
-    """CPU seconds so far of each process under the server (its workers; the server itself
-    when it runs alone), by pid, read from /proc."""
+    """CPU seconds so far of each process under the server (its scoring processes; the
+    server itself when it scores in its own process), by pid, read from /proc."""
     out = {}
     for task in Path(f"/proc/{server_pid}/task").iterdir():
         for child in (task / "children").read_text().split():
@@ -193,8 +190,8 @@ def main() -> None:
     ap.add_argument("--train-lines", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=50.0, help="single-claim requests per second")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
-    ap.add_argument("--workers", type=int, default=2, help="server processes (denial-model serve --workers)")
-    ap.add_argument("--clients", type=int, help="concurrent clients sending batches (default: 2 per worker)")
+    ap.add_argument("--workers", type=int, default=2, help="scoring processes (denial-model serve --workers)")
+    ap.add_argument("--clients", type=int, help="concurrent clients sending batches (default: 2 a worker)")
     args = ap.parse_args()
     args.clients = args.clients or 2 * args.workers
     from denial_model.serve.auth import new_key
