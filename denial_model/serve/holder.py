@@ -2,8 +2,9 @@
 
 `ModelHolder.current` is one immutable `Served` (model, version, when loaded). A request
 takes it once and scores with it to the end; `reload` loads and warms the new model aside
-(scoring the made-up sample claims once, which also checks the fast predictor) and only then
-replaces the reference, so requests in flight finish on the old model and new ones get the
+(scoring the made-up sample claims once, which also checks the fast predictor), hands it to
+`prepare` (the scoring processes of `--workers N` take it there) and only then replaces the
+reference, so requests in flight finish on the old model and new ones get the
 new model. A reload that fails leaves the old model serving and says why.
 
 `models:/NAME@ALIAS` is resolved again on every reload: moving the alias in the registry and

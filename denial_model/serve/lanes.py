@@ -36,7 +36,7 @@ KEPT_MODELS = 2  # the one serving and the one before it (requests taken before 
 
 
 def _model_key(current: Served) -> str:
-    """The same file (digest) is the same model: a reload that changed nothing sends nothing."""
+    """Which model a batch is for: the same file (digest) is the same model."""
     return current.sha256 or f"id-{id(current.loaded)}"
 
 
@@ -51,6 +51,7 @@ def _lane_main(conn: Connection) -> None:
         if kind == "model":
             loaded = pickle.loads(payload)  # from the service that verified it, not from a file
             warm(loaded)
+            models.pop(key, None)  # the newest last: the oldest is the one let go
             models[key] = loaded
             while len(models) > KEPT_MODELS:
                 models.pop(next(iter(models)))
