@@ -294,7 +294,13 @@ class _ClaimsSeen:
         ids = pc.cast(table.column("claim_id"), pa.string()).to_numpy(zero_copy_only=False)
         distinct = pd.unique(ids[ids != ""])  # no claim id: a row reject, not a claim
         hashes = pd.util.hash_array(np.asarray(distinct, dtype=object))
-        again = np.isin(hashes, self.hashes)
+        order = np.argsort(hashes)
+        new = hashes[order]
+        # the file's claims so far stay sorted: a chunk's claims are looked up and inserted
+        # (its own size times log of the rest, plus one copy), not all sorted again each chunk
+        at = np.searchsorted(self.hashes, new)
+        again = np.zeros(len(hashes), dtype=bool)
+        again[order] = self.hashes[np.minimum(at, len(self.hashes) - 1)] == new if len(self.hashes) else False
         if again.any():
             claim = distinct[int(np.flatnonzero(again)[0])]
             row = int(rows[int(np.flatnonzero(ids == claim)[0])])
@@ -303,7 +309,7 @@ class _ClaimsSeen:
                 "a claim's lines must be together in the file (sort it by service date, then claim), "
                 "or give a --chunk-lines larger than the file"
             )
-        self.hashes = np.union1d(self.hashes, hashes)
+        self.hashes = np.insert(self.hashes, at, new)
 
 
 def _whole_claims(path: Path, batches: Iterator[pa.Table]) -> Iterator[_Chunk]:

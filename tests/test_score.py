@@ -1,8 +1,13 @@
 """Batch scoring: accounting, reasons and fixes that really help, streaming, tracking."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from denial_model.artifact import load_artifact, save_artifact
@@ -361,6 +366,30 @@ def test_claims_split_across_chunks_are_refused_with_the_reason_not_scored_wrong
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shuffled.parquet"]
     scored = score_file(src, tmp_path / "o.parquet", load_artifact(model_path), chunk_lines=50_000)
     assert scored.scored == len(batch)  # one chunk holds every claim whole: scored exactly
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([f"C{k}" for k in range(30)] + [""]), max_size=12), max_size=8))
+def test_a_claim_seen_in_an_earlier_chunk_is_named_at_its_first_row_as_a_set_would_find_it(chunks):
+    """The claims seen so far stay one sorted array that each chunk is looked up in and
+    inserted into: pinned to a plain set over chunks of made-up ids (blank ids are no claim)."""
+    from denial_model.score import _ClaimsSeen
+
+    seen, before, row = _ClaimsSeen(Path("f.csv")), set(), 0
+    for ids in chunks:
+        table = pa.table({"claim_id": pa.array(ids, pa.string())})
+        rows = np.arange(row, row + len(ids))
+        row += len(ids)
+        again = [(r, c) for r, c in zip(rows, ids, strict=True) if c and c in before]
+        if again:
+            first = again[0][1]  # the first such claim in the chunk, named at its first row there
+            at = int(rows[ids.index(first)])
+            with pytest.raises(ClaimTableError, match=f"claim '{first}' continues at row {at} "):
+                seen.add(table, rows)
+            return
+        seen.add(table, rows)
+        before |= {c for c in ids if c}
+    assert len(seen.hashes) == len(before) and np.all(np.diff(seen.hashes.astype(np.float64)) >= 0)
 
 
 def test_a_scored_file_scored_again_gets_fresh_score_columns_not_duplicates(tmp_path, model_path, batch):
