@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from denial_model.files import CHUNK_LINES
+
 HWM = """
 def hwm():  # this process's own peak RSS in kB (rusage would carry the parent's over exec)
     return int(next(x for x in open("/proc/self/status") if x.startswith("VmHWM")).split()[1])
@@ -125,7 +127,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 5_000_000])
     ap.add_argument("--floor-lines", type=int, default=None, help="size for the floors (default: smallest)")
     ap.add_argument("--train-lines", type=int, default=300_000)
-    ap.add_argument("--chunk-lines", type=int, default=200_000)
+    ap.add_argument("--chunk-lines", type=int, default=CHUNK_LINES)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--busy-core", action="store_true", help="also measure with one core kept busy")
     args = ap.parse_args()

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from denial_model.errors import ConfigError, DenialModelError
+from denial_model.files import CHUNK_LINES
 from denial_model.report import (
     console,
     err_console,
@@ -471,7 +472,7 @@ def score(
             help="Refuse (exit 2) before scoring when the MLflow store cannot be reached.",
         ),
     ] = False,
-    chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = 200_000,
+    chunk_lines: Annotated[int, typer.Option(help="Lines per chunk (memory, not results).")] = CHUNK_LINES,
     date_format: DateFormatOpt = None,
     model_sha256: ModelShaOpt = None,
     engine: Annotated[

@@ -18,7 +18,7 @@ import pandas as pd
 
 from denial_model.artifact import LoadedModel, data_fingerprint, load_artifact, save_artifact
 from denial_model.errors import ConfigError
-from denial_model.files import default_rejects_path
+from denial_model.files import CHUNK_LINES, default_rejects_path
 from denial_model.score import ScoreSummary, score_file
 from denial_model.tracking import DEFAULT_EXPERIMENT
 
@@ -236,7 +236,7 @@ def run_scoring(
     model_ref: str = "",
     rejects_path: str | Path | None = None,
     history: pd.DataFrame | None = None,
-    chunk_lines: int = 200_000,
+    chunk_lines: int = CHUNK_LINES,
     track: bool = True,
     require_tracking: bool = False,
     tracking_uri: str | None = None,

@@ -28,7 +28,13 @@ import pyarrow.compute as pc
 
 from denial_model.drift import drift_counts
 from denial_model.errors import ClaimTableError, ConfigError
-from denial_model.files import TableWriter, default_rejects_path, read_batches, refuse_overwriting_input
+from denial_model.files import (
+    CHUNK_LINES,
+    TableWriter,
+    default_rejects_path,
+    read_batches,
+    refuse_overwriting_input,
+)
 from denial_model.rules.pack import CATEGORIES
 from denial_model.scorer import NUMBER_COLUMNS, SCORE_COLUMNS, SCORE_TYPES, Scored, Scorer, ScoringModel
 from denial_model.table import (
@@ -215,7 +221,7 @@ def score_file(
     loaded: ScoringModel,
     rejects_path: str | Path | None = None,
     history: pd.DataFrame | None = None,
-    chunk_lines: int = 200_000,
+    chunk_lines: int = CHUNK_LINES,
     on_chunk=None,
     date_format: str | None = None,
 ) -> ScoreSummary:
