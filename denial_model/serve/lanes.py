@@ -12,8 +12,9 @@ answered. Here any request can be scored on any core, one reload reaches every p
 A scoring process gets the model from the service (pickled from memory: the service has
 already verified the file, so the process never reads one) and keeps the last two it was
 sent, so requests taken before a reload finish on the model they were taken with. A
-process that dies while scoring fails only the requests it held; one found dead before a
-batch is sent is started again first (it gets the model then), so that batch is scored.
+process that dies is started again (it gets the model then) and the batch it was given is
+sent once more (scoring has no side effects); a batch it dies on twice fails its requests
+only.
 """
 
 from __future__ import annotations
@@ -90,15 +91,19 @@ class ScoringProcess:
         child.close()
 
     def _ask(self, message: tuple) -> tuple:
+        """Send a message and wait for the answer. Scoring has no side effects, so a process
+        that dies on the way is started again and asked once more; a second death on the same
+        message (a batch that kills it) fails the message."""
         # between batches the process never writes: a readable pipe is its end closed (it died)
         if self._conn.poll() or not self._proc.is_alive():
-            self._restart("between batches")  # start it again; nothing was lost
-        try:
-            self._conn.send(message)
-            return self._conn.recv()
-        except (EOFError, OSError):
-            code = self._restart("while scoring")
-            raise RuntimeError(f"{self.name} exited (code {code}) while scoring; started again") from None
+            self._restart("between batches")
+        for attempt in (1, 2):
+            try:
+                self._conn.send(message)
+                return self._conn.recv()
+            except (EOFError, OSError):
+                code = self._restart("while scoring" if attempt == 1 else "again on the same batch")
+        raise RuntimeError(f"{self.name} exited (code {code}) twice on one batch; started again")
 
     def _restart(self, when: str) -> int | None:
         self._proc.join(timeout=5)
