@@ -54,8 +54,8 @@ __all__ = [
 ]
 
 # lines a batch job reads, scores and writes at a time: memory, not results. A 100,000-line
-# chunk peaks near half a gigabyte of working memory; 200,000 took 1.8 GB in all at 5M lines
-# against 1.3 GB, for about the same speed (README, Performance)
+# chunk peaks at about 0.75 GB of working memory; 200,000-line chunks took 1.8 GB in all at
+# 5M lines against 1.3 GB, for about the same speed (README, Performance)
 CHUNK_LINES = 100_000
 CSV_BLOCK_BYTES = 1 << 22  # Arrow's CSV parser block; longer rows grow it (`_CsvRows`)
 _MAX_BLOCK_BYTES = 1 << 30
