@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.servers import free_port, running
+from tests.servers import free_port, running, scoring_processes
 
 TARGET_P99_MS = 50.0
 TARGET_LINES_PER_S = 20_000
@@ -145,20 +145,19 @@ async def _closed_loop(client, url: str, body: bytes, lines: int, clients: int, 
     }
 
 
-def _cpu_seconds(pid: int | str) -> float:
+def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def _worker_cpu(server_pid: int) -> dict[str, float]:
-    """CPU seconds so far of each process under the server (its scoring processes; the
-    server itself when it scores in its own process), by pid, read from /proc."""
+def _worker_cpu(server_pid: int) -> dict[int, float]:
+    """CPU seconds so far of each scoring process of the server (the server itself when it
+    scores in its own process), by pid, read from /proc."""
     out = {}
-    for task in Path(f"/proc/{server_pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            with contextlib.suppress(OSError):
-                out[child] = _cpu_seconds(child)
-    return out or {str(server_pid): _cpu_seconds(server_pid)}
+    for pid in scoring_processes(server_pid):
+        with contextlib.suppress(OSError):
+            out[pid] = _cpu_seconds(pid)
+    return out or {server_pid: _cpu_seconds(server_pid)}
 
 
 async def _run(base: str, key: str, args, pairs: list[list[dict]], batch: list[dict], server: int) -> dict:
@@ -178,9 +177,9 @@ async def _run(base: str, key: str, args, pairs: list[list[dict]], batch: list[d
         batches = await _closed_loop(client, url, big, len(batch), args.clients, args.seconds)
         after = _worker_cpu(server)
     used = {pid: after[pid] - before[pid] for pid in after if pid in before}
-    if sum(used.values()) > 0:  # the busy ones: a worker's helper processes take none
+    if sum(used.values()) > 0:
         shares = (round(u / sum(used.values()), 2) for u in used.values())
-        batches["worker_cpu_share"] = sorted((x for x in shares if x > 0), reverse=True)
+        batches["worker_cpu_share"] = sorted(shares, reverse=True)
     return {"single_claims": single, "batches_500": batches}
 
 

@@ -58,3 +58,21 @@ def running(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def scoring_processes(server_pid: int) -> list[int]:
+    """The pids of `denial-model serve --workers N`'s scoring processes: the server's children
+    that multiprocessing started (not its resource tracker), read from /proc."""
+    children = (
+        int(pid)
+        for task in Path(f"/proc/{server_pid}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    )
+    out = []
+    for pid in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:  # gone meanwhile
+            continue
+    return sorted(out)

@@ -27,7 +27,7 @@ from denial_model.serve.schemas import example_lines
 from denial_model.simulate import SimConfig, simulate
 from denial_model.table import INPUT_COLUMNS
 from denial_model.train import TrainConfig
-from tests.servers import free_port, running
+from tests.servers import free_port, running, scoring_processes
 
 pytestmark = pytest.mark.slow
 
@@ -169,16 +169,6 @@ def test_concurrent_requests_batched_together_answer_as_if_each_came_alone(serve
         assert [r["row"] for r in body["rejects"]] == ([] if k % 3 else [2])
 
 
-def _scoring_processes(server_pid: int) -> set[int]:
-    """The server's child processes started by multiprocessing to score (not its resource tracker)."""
-    children = (
-        int(pid)
-        for task in os.listdir(f"/proc/{server_pid}/task")
-        for pid in Path(f"/proc/{server_pid}/task/{task}/children").read_text().split()
-    )
-    return {pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
-
-
 def _gone(pid: int, timeout: float = 10) -> None:
     """Wait until a killed process is dead: a zombie whose threads have all exited (the
     leader shows Z while its other threads are still closing the process's files)."""
@@ -207,7 +197,7 @@ def test_with_workers_every_scoring_process_answers_as_one_process_and_a_dead_on
     keys = str(world["folder"] / "keys.txt")
     base, ctx = _serve(world, "--api-keys", keys, "--workers", "2", log_name="serve_workers.log")
     with ctx as proc:
-        children = _scoring_processes(proc.pid)
+        children = set(scoring_processes(proc.pid))
         assert len(children) == 2
         answers: list = [None] * 6
 
@@ -229,7 +219,7 @@ def test_with_workers_every_scoring_process_answers_as_one_process_and_a_dead_on
         for _ in range(4):  # both lanes take requests; the dead one is started again first
             status, body = _call(base, "/v1/score", {"lines": slices[0]}, key=world["key"])
             assert status == 200 and [r["reasons"] for r in body["results"]] == list(got["reasons"][:50])
-        after = _scoring_processes(proc.pid)
+        after = set(scoring_processes(proc.pid))
         assert len(after) == 2 and min(children) not in after
         log = (world["folder"] / "serve_workers.log").read_text()
         assert "exited (code -9)" in log and "twice on one batch" not in log

@@ -182,11 +182,11 @@ class _Service:
     """What the handlers share: settings, the model holder, keys, metrics, the batcher."""
 
     def __init__(self, settings: ServeSettings, holder: ModelHolder, lanes: Sequence[ScoringProcess] = ()):
-        self.settings, self.holder, self.lanes = settings, holder, list(lanes)
+        self.settings, self.holder = settings, holder
         self.metrics = ServiceMetrics()
         self.keys = KeyCheck(settings.key_digests) if settings.key_digests is not None else None
         self.limiter = anyio.CapacityLimiter(settings.threads)
-        self.batcher = Batcher(settings.max_lines, self.lanes)
+        self.batcher = Batcher(settings.max_lines, lanes)
         self.rules_only_pack = load_pack() if holder.ref is None else None
 
     def reload(self) -> dict:
@@ -245,8 +245,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder, lanes: Sequence[Sco
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, svc.reload))
         yield
-        for lane in svc.lanes:
-            lane.close()
+        svc.batcher.close()
 
     app = FastAPI(
         title="denial-model",

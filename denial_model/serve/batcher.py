@@ -76,12 +76,17 @@ class Lane(Protocol):
 
     def score(self, current: Served, requests: list[Request]) -> list[Answer | BaseException]: ...
 
+    def close(self) -> None: ...
+
 
 class InProcess:
     """Scores in the calling thread, in this process (one worker)."""
 
     def score(self, current: Served, requests: list[Request]) -> list[Answer | BaseException]:
         return score_requests(current.loaded, requests)
+
+    def close(self) -> None:
+        pass
 
 
 class Batcher:
@@ -93,6 +98,11 @@ class Batcher:
         for k, lane in enumerate(self.lanes):
             name = f"denial-model-batcher-{k}"
             threading.Thread(target=self._run, args=(lane,), name=name, daemon=True).start()
+
+    def close(self) -> None:
+        """Let the lanes go (scoring processes end); at shutdown, after the last request."""
+        for lane in self.lanes:
+            lane.close()
 
     def submit(self, current: Served, lines: Records, history: Records | None) -> Future:
         job = _Job(current, lines, history)
