@@ -92,24 +92,21 @@ class ScoringProcess:
 
     def _ask(self, message: tuple) -> tuple:
         """Send a message and wait for the answer. Scoring has no side effects, so a process
-        that dies on the way is started again and asked once more; a second death on the same
-        message (a batch that kills it) fails the message."""
-        # between batches the process never writes: a readable pipe is its end closed (it died)
-        if self._conn.poll() or not self._proc.is_alive():
-            self._restart("between batches")
+        found dead (before or while it works on the message) is started again and asked once
+        more; a second death on the same message (a batch that kills it) fails the message."""
         for attempt in (1, 2):
             try:
                 self._conn.send(message)
                 return self._conn.recv()
             except (EOFError, OSError):
-                code = self._restart("while scoring" if attempt == 1 else "again on the same batch")
+                code = self._restart()
+                log.error("%s exited (code %s); started again (attempt %d of 2)", self.name, code, attempt)
         raise RuntimeError(f"{self.name} exited (code {code}) twice on one batch; started again")
 
-    def _restart(self, when: str) -> int | None:
+    def _restart(self) -> int | None:
         self._proc.join(timeout=5)
         code = self._proc.exitcode
         self._conn.close()
-        log.error("%s exited (code %s) %s; starting it again", self.name, code, when)
         self._start()
         return code
 
